@@ -1,0 +1,182 @@
+// Command strata-load measures the Strata broker under load and prints the
+// results as Markdown.
+//
+// It starts the real broker binary ($STRATA_BIN or -strata) on a free port
+// with a temporary data directory, produces fixed-size records with franz-go
+// at the maximum rate and then at half of it (latency), consumes everything
+// back from offset 0, and runs the same load against franz-go's in-memory
+// kfake cluster as a reference. With -all it also measures the disk's
+// sequential fdatasync bandwidth (the physical limit for acks=-1) and the
+// broker's memory and descriptors with many idle partitions.
+//
+// Every phase is bounded in time; the broker it started is stopped and the
+// temporary directories are removed before it exits.
+//
+//	STRATA_BIN=bin/strata go run ./cmd/strata-load -all -duration 10s -out docs/bench-run.md
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// config holds the command-line settings.
+type config struct {
+	all            bool
+	load           bool
+	duration       time.Duration
+	records        int64
+	recordSize     int
+	partitions     int
+	idlePartitions int
+	disk           bool
+	skipKfake      bool
+	strataBin      string
+	tmpDir         string
+	out            string
+	timeout        time.Duration
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "strata-load:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	err = run(ctx, cfg)
+	cancel()
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "strata-load:", err)
+		os.Exit(1)
+	}
+}
+
+// parseFlags parses and validates the command line.
+func parseFlags(args []string) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("strata-load", flag.ContinueOnError)
+	fs.BoolVar(&cfg.all, "all", false, "run every phase: broker load, kfake reference, disk limit, idle partitions")
+	fs.BoolVar(&cfg.load, "load", true, "run the produce/consume phases (false: only disk and idle phases)")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of each produce phase")
+	fs.Int64Var(&cfg.records, "records", 0, "stop each produce phase after this many records (0: only -duration bounds it)")
+	fs.IntVar(&cfg.recordSize, "record-size", 1024, "record value size in bytes")
+	fs.IntVar(&cfg.partitions, "partitions", 8, "partitions of the load topics")
+	fs.IntVar(&cfg.idlePartitions, "idle-partitions", -1, "partitions to create in the idle phase (default 10000 with -all, else 0)")
+	fs.BoolVar(&cfg.disk, "disk", false, "measure the disk's fdatasync bandwidth (implied by -all)")
+	fs.BoolVar(&cfg.skipKfake, "skip-kfake", false, "do not run the kfake reference")
+	fs.StringVar(&cfg.strataBin, "strata", os.Getenv("STRATA_BIN"), "strata binary to start (default $STRATA_BIN; empty skips the broker phases)")
+	fs.StringVar(&cfg.tmpDir, "tmpdir", os.TempDir(), "directory under which data directories and disk-test files are created")
+	fs.StringVar(&cfg.out, "out", "", "also append the Markdown report to this file")
+	fs.DurationVar(&cfg.timeout, "timeout", 0, "hard limit for the whole run (default 10m + 12 x -duration)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if cfg.idlePartitions < 0 {
+		cfg.idlePartitions = 0
+		if cfg.all {
+			cfg.idlePartitions = 10000
+		}
+	}
+	cfg.disk = cfg.disk || cfg.all
+	cfg.load = cfg.load || cfg.all
+	if cfg.timeout == 0 {
+		cfg.timeout = 10*time.Minute + 12*cfg.duration
+	}
+	switch {
+	case cfg.duration <= 0:
+		return cfg, errors.New("-duration must be positive")
+	case cfg.recordSize <= 0:
+		return cfg, errors.New("-record-size must be positive")
+	case cfg.partitions <= 0:
+		return cfg, errors.New("-partitions must be positive")
+	case cfg.records < 0:
+		return cfg, errors.New("-records must not be negative")
+	}
+	if cfg.idlePartitions > 0 && cfg.strataBin == "" {
+		return cfg, errors.New("-idle-partitions needs the broker binary: set STRATA_BIN or -strata")
+	}
+	return cfg, nil
+}
+
+// run executes the selected phases and writes the report. Phase failures
+// are recorded in the report and returned together at the end, so one broken
+// phase does not hide the others' numbers.
+func run(ctx context.Context, cfg config) error {
+	base, err := os.MkdirTemp(cfg.tmpDir, "strata-load-")
+	if err != nil {
+		return fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(base)
+
+	rep := &report{started: time.Now(), cfg: cfg}
+	rep.machine = describeMachine(base, cfg.strataBin)
+
+	if cfg.disk {
+		logf("disk: dd and fdatasync loop in %s", base)
+		d := measureDisk(ctx, base, cfg.duration)
+		rep.disk = &d
+	}
+	switch {
+	case !cfg.load || ctx.Err() != nil:
+	case cfg.strataBin != "":
+		logf("strata: load against %s", cfg.strataBin)
+		rep.loads = append(rep.loads, runStrataLoad(ctx, cfg, base))
+	default:
+		logf("strata: skipped (no STRATA_BIN / -strata)")
+	}
+	if cfg.load && !cfg.skipKfake && ctx.Err() == nil {
+		logf("kfake: reference load")
+		rep.loads = append(rep.loads, runKfakeLoad(ctx, cfg))
+	}
+	if cfg.idlePartitions > 0 && ctx.Err() == nil {
+		logf("strata: idle phase with %d partitions", cfg.idlePartitions)
+		idle := runIdle(ctx, cfg, base)
+		rep.idle = &idle
+	}
+
+	md := rep.markdown()
+	fmt.Print(md)
+	if cfg.out != "" {
+		if err := appendFile(cfg.out, md); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("stopped early: %w", context.Cause(ctx))
+	}
+	return rep.err()
+}
+
+// appendFile appends s to the file at path, creating it if needed.
+func appendFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("open -out file: %w", err)
+	}
+	if _, err := io.WriteString(f, s); err != nil {
+		f.Close()
+		return fmt.Errorf("write -out file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close -out file: %w", err)
+	}
+	return nil
+}
+
+// logf prints a progress line to stderr.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s strata-load: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/strata-io/strata/ingest/broker"
+	"github.com/strata-io/strata/ingest/wire"
+)
+
+type serveOptions struct {
+	configFile       string
+	listen           string
+	advertisedHost   string
+	advertisedPort   int
+	nodeID           int32
+	dataDir          string
+	autoCreate       bool
+	numPartitions    int32
+	minFreeBytes     int64
+	maxRequestBytes  int32
+	maxInflightBytes int64
+	maxInflightConn  int
+	maxConnsPerIP    int
+	retentionCheck   time.Duration
+	producerIDExpiry time.Duration
+	maxOpenFiles     int
+	logLevel         string
+	logFormat        string
+}
+
+func serveCmd() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a broker",
+		Long: `Run a broker. Every flag can also be set with an environment variable
+(STRATA_ plus the flag name in upper case with '-' as '_', e.g. STRATA_DATA_DIR)
+or in a config file of flag=value lines (--config). Flags win over the
+environment, which wins over the file.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnvAndFile(cmd.Flags(), o.configFile); err != nil {
+				return err
+			}
+			return runServe(o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.configFile, "config", "", "config file of flag=value lines")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:9092", "address to listen on for Kafka clients")
+	f.StringVar(&o.advertisedHost, "advertised-host", "", "host clients should connect to (default: the listen host)")
+	f.IntVar(&o.advertisedPort, "advertised-port", 0, "port clients should connect to (default: the listen port)")
+	f.Int32Var(&o.nodeID, "node-id", 0, "this broker's node id")
+	f.StringVar(&o.dataDir, "data-dir", "./strata-data", "directory for partition logs and metadata")
+	f.BoolVar(&o.autoCreate, "auto-create-topics", true, "auto.create.topics.enable: create unknown topics on metadata requests")
+	f.Int32Var(&o.numPartitions, "num-partitions", 1, "num.partitions: partitions of auto-created topics")
+	f.Int64Var(&o.minFreeBytes, "min-free-bytes", 256<<20, "refuse appends when the data disk has less free space than this")
+	f.Int32Var(&o.maxRequestBytes, "socket-request-max-bytes", 100<<20, "socket.request.max.bytes: largest request accepted")
+	f.Int64Var(&o.maxInflightBytes, "max-inflight-bytes", 512<<20, "global budget of request bytes being processed; sockets stop being read beyond it")
+	f.IntVar(&o.maxInflightConn, "max-inflight-per-conn", 64, "requests outstanding per connection before it stops being read")
+	f.IntVar(&o.maxConnsPerIP, "max-connections-per-ip", 1000, "max.connections.per.ip")
+	f.DurationVar(&o.retentionCheck, "retention-check-interval", 5*time.Minute, "log.retention.check.interval.ms")
+	f.DurationVar(&o.producerIDExpiry, "producer-id-expiration", 24*time.Hour, "producer.id.expiration.ms")
+	f.IntVar(&o.maxOpenFiles, "max-open-segment-files", 1024, "descriptors cached for reading sealed segments")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	return cmd
+}
+
+// applyEnvAndFile fills flags not set on the command line from STRATA_*
+// environment variables, then from the config file.
+func applyEnvAndFile(fs *pflag.FlagSet, file string) error {
+	fromFile := map[string]string{}
+	if file != "" {
+		fh, err := os.Open(file)
+		if err != nil {
+			return fmt.Errorf("config file: %w", err)
+		}
+		defer fh.Close()
+		sc := bufio.NewScanner(fh)
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				return fmt.Errorf("config file %s:%d: expected flag=value", file, n)
+			}
+			k = strings.TrimSpace(k)
+			if fs.Lookup(k) == nil {
+				return fmt.Errorf("config file %s:%d: unknown setting %q", file, n, k)
+			}
+			fromFile[k] = strings.TrimSpace(v)
+		}
+		if err := sc.Err(); err != nil {
+			return fmt.Errorf("config file %s: %w", file, err)
+		}
+	}
+	var err error
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if err != nil || fl.Changed {
+			return
+		}
+		env := "STRATA_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
+		v, ok := os.LookupEnv(env)
+		src := env
+		if !ok {
+			v, ok = fromFile[fl.Name]
+			src = "config file"
+		}
+		if ok {
+			if e := fl.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s: invalid value %q for %s: %w", src, v, fl.Name, e)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("log format must be text or json, got %q", format)
+}
+
+func runServe(o serveOptions) error {
+	logger, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(logger)
+	logFileLimit(logger)
+
+	host, portStr, err := net.SplitHostPort(o.listen)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", o.listen, err)
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if o.advertisedHost == "" {
+		o.advertisedHost = host
+		if o.advertisedHost == "" || o.advertisedHost == "0.0.0.0" || o.advertisedHost == "::" {
+			o.advertisedHost = "127.0.0.1"
+		}
+	}
+	if o.advertisedPort == 0 {
+		if portStr == "0" {
+			portStr = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+		}
+		p, _ := strconv.Atoi(portStr)
+		o.advertisedPort = p
+	}
+
+	b, err := broker.Open(broker.Config{
+		NodeID:                 o.nodeID,
+		Host:                   o.advertisedHost,
+		Port:                   int32(o.advertisedPort),
+		DataDir:                o.dataDir,
+		AutoCreateTopics:       o.autoCreate,
+		NumPartitions:          o.numPartitions,
+		MinFreeBytes:           o.minFreeBytes,
+		ProducerIDExpirationMs: o.producerIDExpiry.Milliseconds(),
+		RetentionCheckInterval: o.retentionCheck,
+		MaxOpenFiles:           o.maxOpenFiles,
+		Logger:                 logger,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv, err := wire.NewServer(wire.Config{
+		Broker:             b,
+		Logger:             logger,
+		MaxRequestBytes:    o.maxRequestBytes,
+		MaxInflightBytes:   o.maxInflightBytes,
+		MaxInflightPerConn: o.maxInflightConn,
+		MaxConnsPerIP:      o.maxConnsPerIP,
+	})
+	if err != nil {
+		b.Close()
+		ln.Close()
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("strata broker started", "listen", ln.Addr().String(), "advertised", net.JoinHostPort(o.advertisedHost, strconv.Itoa(o.advertisedPort)),
+		"node_id", o.nodeID, "data_dir", o.dataDir)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sigs:
+		logger.Info("shutting down", "signal", s.String())
+	case err := <-serveErr:
+		if err != nil {
+			logger.Error("server stopped", "err", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Warn("server shutdown", "err", err)
+	}
+	if err := b.Close(); err != nil {
+		return fmt.Errorf("close broker: %w", err)
+	}
+	logger.Info("strata broker stopped")
+	return nil
+}
+
+// logFileLimit raises the soft RLIMIT_NOFILE to the hard limit and logs both:
+// every partition's active segment holds a descriptor.
+func logFileLimit(logger *slog.Logger) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		logger.Warn("read RLIMIT_NOFILE", "err", err)
+		return
+	}
+	if rl.Cur < rl.Max {
+		raised := rl
+		raised.Cur = rl.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err == nil {
+			rl = raised
+		}
+	}
+	logger.Info("file descriptor limit", "RLIMIT_NOFILE_soft", rl.Cur, "RLIMIT_NOFILE_hard", rl.Max)
+}

@@ -1,0 +1,480 @@
+// Package broker holds the partitions a node serves and the semantics of the
+// Kafka APIs over them: produce, fetch, offsets, topics and configs. It is the
+// layer between the wire protocol (ingest/wire) and the partition logs
+// (ingest/log); it owns no sockets and knows no wire structs.
+//
+// Lock order: Broker.mu before Partition.mu. Neither is held across disk I/O
+// except a partition's log append, which the log serialises itself.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/strata-io/strata/ingest/cluster"
+	plog "github.com/strata-io/strata/ingest/log"
+	"github.com/strata-io/strata/ingest/log/vfs"
+	"github.com/strata-io/strata/ingest/producer"
+	"github.com/strata-io/strata/ingest/topicconfig"
+)
+
+// Config is the broker-level configuration.
+type Config struct {
+	NodeID  int32
+	Host    string // advertised host
+	Port    int32  // advertised port
+	Rack    string
+	DataDir string
+
+	AutoCreateTopics bool  // auto.create.topics.enable
+	NumPartitions    int32 // num.partitions, for auto-created and -1 partition requests
+	// MinFreeBytes is the free-space headroom below which appends are refused.
+	MinFreeBytes int64
+	// ProducerIDExpirationMs is producer.id.expiration.ms.
+	ProducerIDExpirationMs int64
+	// RetentionCheckInterval is log.retention.check.interval.ms.
+	RetentionCheckInterval time.Duration
+	// MaxOpenFiles bounds descriptors held for sealed segments.
+	MaxOpenFiles int
+	// SyncWorkers is the group-commit fsync pool size.
+	SyncWorkers int
+
+	Logger *slog.Logger
+	// FS is the file system for partition logs; nil means the OS.
+	FS vfs.FS
+}
+
+func (c *Config) setDefaults() {
+	if c.NumPartitions <= 0 {
+		c.NumPartitions = 1
+	}
+	if c.ProducerIDExpirationMs <= 0 {
+		c.ProducerIDExpirationMs = 86400000
+	}
+	if c.RetentionCheckInterval <= 0 {
+		c.RetentionCheckInterval = 5 * time.Minute
+	}
+	if c.MaxOpenFiles <= 0 {
+		c.MaxOpenFiles = 1024
+	}
+	if c.SyncWorkers <= 0 {
+		c.SyncWorkers = 4
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+}
+
+// Broker serves the partitions of one node.
+type Broker struct {
+	cfg    Config
+	log    *slog.Logger
+	meta   cluster.Store
+	syncer *plog.Syncer
+	files  *plog.FileCache
+	pids   *producer.Allocator
+
+	mu struct {
+		sync.RWMutex
+		parts map[partKey]*Partition
+	}
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type partKey struct {
+	id  cluster.TopicID
+	idx int32
+}
+
+// Errors the wire layer maps to Kafka codes.
+var (
+	ErrUnknownTopicOrPartition = errors.New("unknown topic or partition")
+	ErrInvalidTopic            = errors.New("invalid topic")
+	ErrInvalidPartitions       = errors.New("invalid partitions")
+	ErrInvalidReplication      = errors.New("invalid replication factor")
+	ErrTopicExists             = cluster.ErrTopicExists
+	ErrNotEnoughReplicas       = errors.New("not enough replicas")
+	ErrInternalTopic           = errors.New("internal topics cannot be modified")
+)
+
+// Open starts a broker over cfg.DataDir: it opens the metadata store and
+// every partition log (recovering them), removes directories of deleted
+// topics, and starts background retention.
+func Open(cfg Config) (*Broker, error) {
+	cfg.setDefaults()
+	if err := cfg.FS.MkdirAll(filepath.Join(cfg.DataDir, "logs"), 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	meta, err := cluster.OpenLocal(cfg.DataDir, cluster.Broker{ID: cfg.NodeID, Host: cfg.Host, Port: cfg.Port, Rack: cfg.Rack})
+	if err != nil {
+		return nil, err
+	}
+	pids, err := producer.OpenAllocator(filepath.Join(cfg.DataDir, "producer-ids"), 1000)
+	if err != nil {
+		return nil, fmt.Errorf("producer id allocator: %w", err)
+	}
+	b := &Broker{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		meta:   meta,
+		syncer: plog.NewSyncer(cfg.Logger, cfg.SyncWorkers),
+		files:  plog.NewFileCache(cfg.MaxOpenFiles),
+		pids:   pids,
+	}
+	b.mu.parts = map[partKey]*Partition{}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	if err := b.openAll(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	meta.Watch(b.onMetadata)
+	b.wg.Add(1)
+	go b.housekeeping()
+	return b, nil
+}
+
+// Meta returns the cluster metadata store.
+func (b *Broker) Meta() cluster.Store { return b.meta }
+
+// NodeID returns this broker's id.
+func (b *Broker) NodeID() int32 { return b.cfg.NodeID }
+
+// Logger returns the broker's logger.
+func (b *Broker) Logger() *slog.Logger { return b.log }
+
+// AutoCreateTopics reports whether auto.create.topics.enable is on.
+func (b *Broker) AutoCreateTopics() bool { return b.cfg.AutoCreateTopics }
+
+func (b *Broker) partDir(t cluster.Topic, idx int32) string {
+	return filepath.Join(b.cfg.DataDir, "logs", fmt.Sprintf("%s-%d.%s", t.Name, idx, t.ID))
+}
+
+// openAll opens every partition in the metadata and removes log directories
+// that belong to no current topic (a deletion interrupted by a crash).
+func (b *Broker) openAll() error {
+	keep := map[string]bool{}
+	for _, t := range b.meta.Topics() {
+		for i := range t.Partitions {
+			dir := b.partDir(t, int32(i))
+			keep[filepath.Base(dir)] = true
+			if _, err := b.openPartition(t, int32(i)); err != nil {
+				return err
+			}
+		}
+	}
+	logs := filepath.Join(b.cfg.DataDir, "logs")
+	names, err := b.cfg.FS.ReadDir(logs)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", logs, err)
+	}
+	for _, name := range names {
+		if !keep[name] {
+			b.log.Info("removing log directory of a deleted topic", "dir", name)
+			if err := removeDir(b.cfg.FS, filepath.Join(logs, name)); err != nil {
+				return err
+			}
+		}
+	}
+	return b.cfg.FS.SyncDir(logs)
+}
+
+// removeDir removes a partition directory and the files in it.
+func removeDir(fs vfs.FS, dir string) error {
+	names, err := fs.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", dir, err)
+	}
+	for _, n := range names {
+		if err := fs.Remove(filepath.Join(dir, n)); err != nil {
+			return fmt.Errorf("remove %s: %w", n, err)
+		}
+	}
+	if err := fs.Remove(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	return nil
+}
+
+func logConfig(c topicconfig.Config, brokerCfg *Config) plog.Config {
+	return plog.Config{
+		SegmentBytes:           c.SegmentBytes,
+		SegmentMs:              c.SegmentMs,
+		IndexIntervalBytes:     c.IndexIntervalBytes,
+		FlushMessages:          c.FlushMessages,
+		FlushMs:                c.FlushMs,
+		ProducerIDExpirationMs: brokerCfg.ProducerIDExpirationMs,
+		MinFreeBytes:           brokerCfg.MinFreeBytes,
+	}
+}
+
+func (b *Broker) openPartition(t cluster.Topic, idx int32) (*Partition, error) {
+	key := partKey{t.ID, idx}
+	b.mu.RLock()
+	p := b.mu.parts[key]
+	b.mu.RUnlock()
+	if p != nil {
+		return p, nil
+	}
+	tc := topicconfig.Resolve(t.Configs)
+	p = newPartition(t.Name, t.ID, idx, tc)
+	l, err := plog.Open(b.partDir(t, idx), logConfig(tc, &b.cfg), plog.Options{
+		FS:        b.cfg.FS,
+		Syncer:    b.syncer,
+		Files:     b.files,
+		Logger:    b.log.With("topic", t.Name, "partition", idx),
+		OnDurable: p.onDurable,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open partition %s-%d: %w", t.Name, idx, err)
+	}
+	p.log = l
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if other := b.mu.parts[key]; other != nil {
+		l.Close()
+		return other, nil
+	}
+	b.mu.parts[key] = p
+	return p, nil
+}
+
+// onMetadata applies a metadata change to the partitions this broker holds.
+func (b *Broker) onMetadata(ev cluster.Event) {
+	if ev.Deleted {
+		b.mu.Lock()
+		var gone []*Partition
+		for k, p := range b.mu.parts {
+			if k.id == ev.ID {
+				gone = append(gone, p)
+				delete(b.mu.parts, k)
+			}
+		}
+		b.mu.Unlock()
+		for _, p := range gone {
+			p.close()
+			if err := p.log.Delete(); err != nil {
+				b.log.Error("delete partition log", "topic", p.Topic, "partition", p.Index, "err", err)
+			}
+		}
+		return
+	}
+	t, ok := b.meta.TopicByID(ev.ID)
+	if !ok {
+		return
+	}
+	tc := topicconfig.Resolve(t.Configs)
+	for i := range t.Partitions {
+		p, err := b.openPartition(t, int32(i))
+		if err != nil {
+			b.log.Error("open partition", "topic", t.Name, "partition", i, "err", err)
+			continue
+		}
+		p.setConfig(tc, logConfig(tc, &b.cfg))
+	}
+}
+
+// Partition returns the partition idx of topic, or ErrUnknownTopicOrPartition.
+func (b *Broker) Partition(topic string, idx int32) (*Partition, error) {
+	t, ok := b.meta.Topic(topic)
+	if !ok || idx < 0 || int(idx) >= len(t.Partitions) {
+		return nil, ErrUnknownTopicOrPartition
+	}
+	b.mu.RLock()
+	p := b.mu.parts[partKey{t.ID, idx}]
+	b.mu.RUnlock()
+	if p == nil {
+		return nil, ErrUnknownTopicOrPartition
+	}
+	return p, nil
+}
+
+// NextProducerID allocates a producer id that is never handed out again.
+func (b *Broker) NextProducerID() (int64, error) { return b.pids.Next() }
+
+var topicNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// ValidateTopicName applies Kafka's topic name rules.
+func ValidateTopicName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("%w: %q is not a valid topic name", ErrInvalidTopic, name)
+	case len(name) > 249:
+		return fmt.Errorf("%w: topic name is longer than 249 characters", ErrInvalidTopic)
+	case !topicNameRE.MatchString(name):
+		return fmt.Errorf("%w: topic name %q contains characters other than ASCII letters, digits, '.', '_' and '-'", ErrInvalidTopic, name)
+	}
+	return nil
+}
+
+// IsInternal reports whether a topic name is reserved for the broker.
+func IsInternal(name string) bool {
+	return strings.HasPrefix(name, "__")
+}
+
+// CreateTopic creates a topic. partitions or replicationFactor of -1 take the
+// broker defaults. With validateOnly nothing is created.
+func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor int16, configs map[string]string, validateOnly bool) (cluster.Topic, error) {
+	if err := ValidateTopicName(name); err != nil {
+		return cluster.Topic{}, err
+	}
+	if partitions == -1 {
+		partitions = b.cfg.NumPartitions
+	}
+	if partitions <= 0 || partitions > 100000 {
+		return cluster.Topic{}, fmt.Errorf("%w: number of partitions must be between 1 and 100000, got %d", ErrInvalidPartitions, partitions)
+	}
+	if replicationFactor == -1 {
+		replicationFactor = 1
+	}
+	if replicationFactor <= 0 || int(replicationFactor) > len(b.meta.Brokers()) {
+		return cluster.Topic{}, fmt.Errorf("%w: replication factor %d is larger than the %d available brokers", ErrInvalidReplication, replicationFactor, len(b.meta.Brokers()))
+	}
+	if err := topicconfig.Validate(configs); err != nil {
+		return cluster.Topic{}, err
+	}
+	t := cluster.Topic{Name: name, Partitions: make([]cluster.Partition, partitions), Configs: configs}
+	if _, ok := b.meta.Topic(name); ok {
+		return cluster.Topic{}, fmt.Errorf("%w: topic %q already exists", ErrTopicExists, name)
+	}
+	if validateOnly {
+		return t, nil
+	}
+	return b.meta.CreateTopic(t)
+}
+
+// DeleteTopic deletes a topic and, asynchronously, its data.
+func (b *Broker) DeleteTopic(name string) (cluster.Topic, error) {
+	if IsInternal(name) {
+		return cluster.Topic{}, fmt.Errorf("%w: %s", ErrInternalTopic, name)
+	}
+	t, err := b.meta.DeleteTopic(name)
+	if errors.Is(err, cluster.ErrUnknownTopic) {
+		return t, ErrUnknownTopicOrPartition
+	}
+	return t, err
+}
+
+// CreatePartitions grows a topic to total partitions.
+func (b *Broker) CreatePartitions(name string, total int32, validateOnly bool) error {
+	t, ok := b.meta.Topic(name)
+	if !ok {
+		return ErrUnknownTopicOrPartition
+	}
+	if int(total) <= len(t.Partitions) {
+		return fmt.Errorf("%w: topic %s already has %d partitions; the count can only grow", ErrInvalidPartitions, name, len(t.Partitions))
+	}
+	if total > 100000 {
+		return fmt.Errorf("%w: at most 100000 partitions", ErrInvalidPartitions)
+	}
+	if validateOnly {
+		return nil
+	}
+	_, err := b.meta.CreatePartitions(name, total)
+	return err
+}
+
+// SetTopicConfigs replaces a topic's config overrides after validating them.
+func (b *Broker) SetTopicConfigs(name string, configs map[string]string, validateOnly bool) error {
+	if _, ok := b.meta.Topic(name); !ok {
+		return ErrUnknownTopicOrPartition
+	}
+	if err := topicconfig.Validate(configs); err != nil {
+		return err
+	}
+	if validateOnly {
+		return nil
+	}
+	_, err := b.meta.SetConfigs(name, configs)
+	return err
+}
+
+// housekeeping applies retention and producer-state expiry periodically.
+func (b *Broker) housekeeping() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.cfg.RetentionCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+			b.ApplyRetention()
+		}
+	}
+}
+
+// ApplyRetention runs one retention and producer-expiry pass over every
+// partition.
+func (b *Broker) ApplyRetention() {
+	b.mu.RLock()
+	parts := make([]*Partition, 0, len(b.mu.parts))
+	for _, p := range b.mu.parts {
+		parts = append(parts, p)
+	}
+	b.mu.RUnlock()
+	for _, p := range parts {
+		c := p.Config()
+		if n, err := p.log.ApplyRetention(c.RetentionMs, c.RetentionBytes); err != nil {
+			b.log.Warn("retention", "topic", p.Topic, "partition", p.Index, "err", err)
+		} else if n > 0 {
+			b.log.Info("retention deleted segments", "topic", p.Topic, "partition", p.Index, "segments", n)
+		}
+		p.log.ExpireProducers()
+	}
+}
+
+// Close stops background work and closes every partition log, syncing what
+// was written.
+func (b *Broker) Close() error {
+	b.cancel()
+	b.wg.Wait()
+	b.mu.Lock()
+	parts := b.mu.parts
+	b.mu.parts = map[partKey]*Partition{}
+	b.mu.Unlock()
+	var errs []error
+	for _, p := range parts {
+		p.close()
+		if err := p.log.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if b.syncer != nil {
+		b.syncer.Close()
+	}
+	if b.pids != nil {
+		errs = append(errs, b.pids.Close())
+	}
+	errs = append(errs, b.meta.Close())
+	return errors.Join(errs...)
+}
+
+// StaticConfigs returns the broker's settings under Kafka's names, for
+// DescribeConfigs on the broker resource.
+func (b *Broker) StaticConfigs() map[string]string {
+	itoa := func(n int64) string { return fmt.Sprint(n) }
+	return map[string]string{
+		"node.id":                         itoa(int64(b.cfg.NodeID)),
+		"broker.id":                       itoa(int64(b.cfg.NodeID)),
+		"log.dirs":                        b.cfg.DataDir,
+		"auto.create.topics.enable":       fmt.Sprint(b.cfg.AutoCreateTopics),
+		"num.partitions":                  itoa(int64(b.cfg.NumPartitions)),
+		"default.replication.factor":      "1",
+		"producer.id.expiration.ms":       itoa(b.cfg.ProducerIDExpirationMs),
+		"log.retention.check.interval.ms": itoa(b.cfg.RetentionCheckInterval.Milliseconds()),
+		"broker.rack":                     b.cfg.Rack,
+	}
+}

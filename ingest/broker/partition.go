@@ -1,0 +1,244 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/strata-io/strata/ingest/batch"
+	"github.com/strata-io/strata/ingest/cluster"
+	plog "github.com/strata-io/strata/ingest/log"
+	"github.com/strata-io/strata/ingest/topicconfig"
+)
+
+// Partition is one partition this broker leads.
+type Partition struct {
+	Topic   string
+	TopicID cluster.TopicID
+	Index   int32
+
+	log *plog.Log
+
+	mu struct {
+		sync.Mutex
+		cfg     topicconfig.Config
+		waiters map[*Waiter]struct{}
+	}
+}
+
+func newPartition(topic string, id cluster.TopicID, idx int32, cfg topicconfig.Config) *Partition {
+	p := &Partition{Topic: topic, TopicID: id, Index: idx}
+	p.mu.cfg = cfg
+	p.mu.waiters = map[*Waiter]struct{}{}
+	return p
+}
+
+// Config returns the partition's effective topic configuration.
+func (p *Partition) Config() topicconfig.Config {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.cfg
+}
+
+func (p *Partition) setConfig(c topicconfig.Config, lc plog.Config) {
+	p.mu.Lock()
+	p.mu.cfg = c
+	p.mu.Unlock()
+	p.log.SetConfig(lc)
+}
+
+// LeaderEpoch is the partition's current leader epoch. A single node keeps
+// epoch 0 until the metadata quorum arrives.
+func (p *Partition) LeaderEpoch() int32 { return 0 }
+
+// HighWatermark is the offset below which records are durable and visible to
+// consumers. On a single node it is the log's durable offset.
+func (p *Partition) HighWatermark() int64 { return p.log.DurableOffset() }
+
+// LastStableOffset equals the high watermark until transactions exist.
+func (p *Partition) LastStableOffset() int64 { return p.log.DurableOffset() }
+
+// LogStartOffset is the first offset still in the log.
+func (p *Partition) LogStartOffset() int64 { return p.log.StartOffset() }
+
+// LogEndOffset is the offset the next appended record gets.
+func (p *Partition) LogEndOffset() int64 { return p.log.EndOffset() }
+
+// Size is the partition's size on local disk.
+func (p *Partition) Size() int64 { return p.log.Size() }
+
+// Log exposes the partition log for inspection in tests and tools.
+func (p *Partition) Log() *plog.Log { return p.log }
+
+// ProduceResult is the outcome of a successful append.
+type ProduceResult struct {
+	BaseOffset     int64
+	LastOffset     int64
+	LogAppendTime  int64 // -1 unless the topic uses LogAppendTime
+	LogStartOffset int64
+}
+
+var codecByName = map[string]int{
+	"uncompressed": batch.CodecNone,
+	"gzip":         batch.CodecGzip,
+	"snappy":       batch.CodecSnappy,
+	"lz4":          batch.CodecLZ4,
+	"zstd":         batch.CodecZstd,
+}
+
+// Produce validates records (the batch of one partition from a produce
+// request), applies the topic's timestamp and compression settings and
+// appends them. records is modified in place. allowZstd is false for
+// requests older than Produce v7. The result is not yet durable: callers
+// that need acks=-1 wait with WaitDurable.
+func (p *Partition) Produce(records []byte, allowZstd bool) (ProduceResult, error) {
+	c := p.Config()
+	now := time.Now().UnixMilli()
+	opts := batch.ValidateOptions{
+		MaxMessageBytes: int(c.MaxMessageBytes),
+		TimestampType:   batch.CreateTime,
+		NowMs:           now,
+		BeforeMaxMs:     c.TimestampBeforeMaxMs,
+		AfterMaxMs:      c.TimestampAfterMaxMs,
+		SingleBatch:     true,
+		DisallowZstd:    !allowZstd,
+	}
+	if c.LogAppendTime {
+		opts.TimestampType = batch.LogAppendTime
+	}
+	if _, err := batch.Validate(records, opts); err != nil {
+		return ProduceResult{}, fmt.Errorf("%s-%d: %w", p.Topic, p.Index, err)
+	}
+	if codec, ok := codecByName[c.CompressionType]; ok {
+		var err error
+		if records, err = recompressAll(records, codec); err != nil {
+			return ProduceResult{}, fmt.Errorf("%s-%d: recompress: %w", p.Topic, p.Index, err)
+		}
+	}
+	res := ProduceResult{LogAppendTime: -1}
+	if c.LogAppendTime {
+		batch.SetLogAppendTime(records, now)
+		res.LogAppendTime = now
+	}
+	ar, err := p.log.Append(records, plog.AppendInfo{LeaderEpoch: p.LeaderEpoch()})
+	if err != nil {
+		return ProduceResult{}, err
+	}
+	res.BaseOffset, res.LastOffset, res.LogStartOffset = ar.BaseOffset, ar.LastOffset, ar.LogStartOffset
+	return res, nil
+}
+
+// recompressAll rewrites every batch whose codec differs from codec.
+func recompressAll(records []byte, codec int) ([]byte, error) {
+	var out []byte
+	changed := false
+	for rest := records; len(rest) > 0; {
+		h, err := batch.ParseHeader(rest)
+		if err != nil {
+			return nil, err
+		}
+		one := rest[:h.Size()]
+		rest = rest[h.Size():]
+		if h.Codec() != codec {
+			if one, err = batch.Recompress(one, codec); err != nil {
+				return nil, err
+			}
+			changed = true
+		}
+		out = append(out, one...)
+	}
+	if !changed {
+		return records, nil
+	}
+	return out, nil
+}
+
+// WaitDurable blocks until every record up to offset is durable.
+func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
+	return p.log.WaitDurable(ctx, offset)
+}
+
+// Read returns whole batches starting with the one holding offset, at most
+// maxBytes (but always one batch), below the high watermark. It returns no
+// data when offset is at or above the high watermark but within the log.
+func (p *Partition) Read(offset int64, maxBytes int) ([]byte, error) {
+	hw := p.HighWatermark()
+	if offset >= hw && offset <= p.log.EndOffset() {
+		return nil, nil
+	}
+	return p.log.Read(offset, maxBytes, hw)
+}
+
+// DeleteRecords moves the log start offset to offset (-1: the high
+// watermark) and returns the new low watermark.
+func (p *Partition) DeleteRecords(offset int64) (int64, error) {
+	hw := p.HighWatermark()
+	if offset == -1 {
+		offset = hw
+	}
+	if offset < 0 || offset > hw {
+		return 0, fmt.Errorf("%w: %d is outside [0, %d]", plog.ErrOffsetOutOfRange, offset, hw)
+	}
+	if offset > p.log.StartOffset() {
+		if err := p.log.SetStartOffset(offset); err != nil {
+			return 0, err
+		}
+	}
+	return p.log.StartOffset(), nil
+}
+
+// OffsetForTimestamp returns the first offset whose timestamp is at or after
+// ts, among durable records.
+func (p *Partition) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool, err error) {
+	off, t, ok, err := p.log.OffsetForTimestamp(ts)
+	if err != nil || !ok || off >= p.HighWatermark() {
+		return -1, -1, false, err
+	}
+	return off, t, true, nil
+}
+
+// MaxTimestamp returns the offset and timestamp of the record with the
+// largest timestamp.
+func (p *Partition) MaxTimestamp() (offset, ts int64, err error) { return p.log.MaxTimestamp() }
+
+// EndOffsetForEpoch answers OffsetForLeaderEpoch.
+func (p *Partition) EndOffsetForEpoch(epoch int32) (int32, int64) {
+	return p.log.EndOffsetForEpoch(epoch)
+}
+
+// Waiter is woken when any partition it is registered with gets new
+// durable data. Used by fetch long polling.
+type Waiter struct{ C chan struct{} }
+
+// NewWaiter returns a waiter with a one-slot channel.
+func NewWaiter() *Waiter { return &Waiter{C: make(chan struct{}, 1)} }
+
+// AddWaiter registers w until RemoveWaiter.
+func (p *Partition) AddWaiter(w *Waiter) {
+	p.mu.Lock()
+	p.mu.waiters[w] = struct{}{}
+	p.mu.Unlock()
+}
+
+// RemoveWaiter unregisters w.
+func (p *Partition) RemoveWaiter(w *Waiter) {
+	p.mu.Lock()
+	delete(p.mu.waiters, w)
+	p.mu.Unlock()
+}
+
+// onDurable runs on the log's syncer; it must not block.
+func (p *Partition) onDurable(int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for w := range p.mu.waiters {
+		select {
+		case w.C <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// close wakes every waiter so that long polls end promptly.
+func (p *Partition) close() { p.onDurable(0) }

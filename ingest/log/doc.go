@@ -1,0 +1,13 @@
+// Package log owns the durable local log of one partition: segment files,
+// their sparse indexes, producer-state snapshots, the leader-epoch and
+// log-start-offset checkpoints, group-committed fdatasync (Syncer), recovery
+// after a crash, and the bounded descriptor cache for sealed segments.
+//
+// It must not validate record batches (the broker does, before Append), speak
+// the Kafka protocol, or know about replication or the object store. All file
+// access goes through ingest/log/vfs so that tests can model power loss.
+//
+// Lock order: Log.adminMu, then Log.syncMu, then Log.mu; FileCache.mu and
+// Log.durMu are leaves. No lock of a Log is held across fsync; Log.mu is held
+// across the write(2) of an append and the file creation of a roll only.
+package log

@@ -1,0 +1,501 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/strata-io/strata/index"
+	"github.com/strata-io/strata/ingest/batch"
+	"github.com/strata-io/strata/ingest/log/vfs"
+	"github.com/strata-io/strata/ingest/producer"
+)
+
+// Open opens the log in dir, creating it if needed, and recovers it:
+// leftover temporary files are removed; sealed segments reopen from their
+// index files without a scan (a missing or corrupt index is rebuilt by
+// scanning that segment); the active segment is scanned batch by batch and a
+// torn or corrupt tail is truncated; producer state is loaded from the newest
+// snapshot and the batches after it are replayed. A file in an unknown
+// format version fails Open with an error wrapping ErrVersion.
+func Open(dir string, cfg Config, opts Options) (*Log, error) {
+	l := &Log{dir: filepath.Clean(dir), fs: opts.FS, files: opts.Files, syncer: opts.Syncer,
+		logger: opts.Logger, now: opts.Now, onDurable: opts.OnDurable}
+	if l.fs == nil {
+		l.fs = vfs.Default
+	}
+	if l.logger == nil {
+		l.logger = slog.Default()
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if l.files == nil {
+		l.files = NewFileCache(8)
+	}
+	if l.syncer == nil {
+		l.syncer, l.ownsSyncer = NewSyncer(l.logger, 1), true
+	}
+	l.durMu.ch = make(chan struct{})
+	l.mu.cfg = cfg.withDefaults()
+	if err := l.recover(); err != nil {
+		for _, s := range l.mu.segments {
+			if s.w != nil {
+				_ = s.w.release() // the open failed; nothing was written through it
+			}
+		}
+		if l.ownsSyncer {
+			l.syncer.Close()
+		}
+		return nil, fmt.Errorf("open log %s: %w", dir, err)
+	}
+	return l, nil
+}
+
+// recover runs before the log is shared, so it touches l.mu's fields without
+// the lock.
+func (l *Log) recover() error {
+	if err := l.fs.MkdirAll(l.dir, 0o755); err != nil {
+		return err
+	}
+	names, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		return err
+	}
+	var bases, snaps []int64
+	for _, n := range names {
+		switch {
+		case strings.HasSuffix(n, tmpSuffix):
+			l.logger.Info("removing leftover temporary file", "dir", l.dir, "file", n)
+			if err := l.fs.Remove(filepath.Join(l.dir, n)); err != nil {
+				return err
+			}
+			l.mu.dirDirty = true
+		case strings.HasSuffix(n, logSuffix):
+			if b, ok := parseFileName(n, logSuffix); ok {
+				bases = append(bases, b)
+			}
+		case strings.HasSuffix(n, snapshotSuffix):
+			if b, ok := parseFileName(n, snapshotSuffix); ok {
+				snaps = append(snaps, b)
+			}
+		}
+	}
+	slices.Sort(bases)
+	slices.Sort(snaps)
+
+	start, epochs, err := l.readCheckpoints()
+	if err != nil {
+		return err
+	}
+	l.mu.epochs.entries = epochs
+
+	if err := l.openSegments(bases); err != nil {
+		return err
+	}
+	if err := l.applyStart(start); err != nil {
+		return err
+	}
+	end := l.activeLocked().next
+	if err := l.recoverProducers(snaps, end); err != nil {
+		return err
+	}
+	oldEpochs := slices.Clone(l.mu.epochs.entries)
+	l.mu.epochs.truncateFromEnd(end)
+	l.mu.epochs.truncateFromStart(l.mu.start)
+	if !slices.Equal(oldEpochs, l.mu.epochs.entries) || l.mu.epochsDirty {
+		if err := writeAtomic(l.fs, l.dir, epochCheckpoint, encodeEpochs(l.mu.epochs.entries), false); err != nil {
+			return err
+		}
+		l.mu.dirDirty = true
+	}
+	l.mu.epochsDirty = false
+	if l.mu.dirDirty {
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return err
+		}
+		l.mu.dirDirty = false
+	}
+	l.durable.Store(end)
+	return nil
+}
+
+func (l *Log) readCheckpoints() (int64, []epochEntry, error) {
+	var start int64
+	b, err := readFile(l.fs, filepath.Join(l.dir, startCheckpoint))
+	switch {
+	case err == nil:
+		if start, err = decodeStartOffset(b); errors.Is(err, ErrVersion) {
+			return 0, nil, err
+		} else if err != nil {
+			l.logger.Warn("ignoring corrupt log start offset checkpoint", "dir", l.dir, "err", err)
+			start = 0
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return 0, nil, err
+	}
+	var epochs []epochEntry
+	b, err = readFile(l.fs, filepath.Join(l.dir, epochCheckpoint))
+	switch {
+	case err == nil:
+		if epochs, err = decodeEpochs(b); errors.Is(err, ErrVersion) {
+			return 0, nil, err
+		} else if err != nil {
+			// The active segment's scan re-learns recent epochs.
+			l.logger.Warn("ignoring corrupt leader epoch checkpoint", "dir", l.dir, "err", err)
+			epochs = nil
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return 0, nil, err
+	}
+	return start, epochs, nil
+}
+
+// openSegments opens sealed segments from their indexes and scans the last.
+// A sealed segment found torn (its seal never completed) becomes the last:
+// later segments cannot hold durable data and are removed.
+func (l *Log) openSegments(bases []int64) error {
+	for i := 0; i+1 < len(bases); i++ {
+		seg, torn, err := l.openSealed(bases[i], bases[i+1])
+		if err != nil {
+			return err
+		}
+		if torn {
+			l.logger.Warn("sealed segment is torn; dropping the segments after it", "dir", l.dir,
+				"segment", fileName(bases[i], logSuffix), "dropped", len(bases)-i-1)
+			for _, b := range bases[i+1:] {
+				if err := l.removeSegmentFiles(b); err != nil {
+					return err
+				}
+			}
+			l.mu.dirDirty = true
+			bases = bases[:i+1]
+			break
+		}
+		l.mu.segments = append(l.mu.segments, seg)
+	}
+	if len(bases) == 0 {
+		return l.createActive(0)
+	}
+	return l.openActive(bases[len(bases)-1])
+}
+
+func (l *Log) openSealed(base, nextBase int64) (*segment, bool, error) {
+	path := filepath.Join(l.dir, fileName(base, logSuffix))
+	f, err := l.fs.Open(path)
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	size, err := l.checkSegmentHeader(f, path, base)
+	if err != nil {
+		return nil, false, err
+	}
+	seg, err := l.loadIndexes(base, nextBase, path, size)
+	if err != nil {
+		return nil, false, err
+	}
+	if seg != nil {
+		return seg, false, nil
+	}
+	seg, err = scanSegment(f, path, base, size, l.mu.cfg.IndexIntervalBytes, l.learnEpoch)
+	if errors.Is(err, errTorn) || (err == nil && seg.next != nextBase) {
+		return nil, true, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	seg.finishTimeIndex()
+	l.logger.Info("rebuilt segment indexes", "dir", l.dir, "segment", filepath.Base(path))
+	if err := writeAtomic(l.fs, l.dir, fileName(base, indexSuffix), seg.offIdx.AppendEncode(nil), false); err != nil {
+		return nil, false, err
+	}
+	if err := writeAtomic(l.fs, l.dir, fileName(base, timeIndexSuffix), seg.timeIdx.AppendEncode(nil), false); err != nil {
+		return nil, false, err
+	}
+	l.mu.dirDirty = true
+	return seg, false, nil
+}
+
+// loadIndexes returns a sealed segment from its index files, nil if they are
+// missing or do not match the segment, or an error for an unknown version.
+func (l *Log) loadIndexes(base, nextBase int64, path string, size int64) (*segment, error) {
+	oname, tname := fileName(base, indexSuffix), fileName(base, timeIndexSuffix)
+	ob, oerr := readFile(l.fs, filepath.Join(l.dir, oname))
+	tb, terr := readFile(l.fs, filepath.Join(l.dir, tname))
+	if oerr != nil || terr != nil {
+		l.logger.Warn("segment index missing; rebuilding", "dir", l.dir, "segment", filepath.Base(path), "err", errors.Join(oerr, terr))
+		return nil, nil
+	}
+	oi, oerr := index.DecodeOffsetIndex(ob)
+	ti, terr := index.DecodeTimeIndex(tb)
+	var ve *index.VersionError
+	if errors.As(oerr, &ve) {
+		return nil, fmt.Errorf("%s: %w: %v", oname, ErrVersion, oerr)
+	}
+	if errors.As(terr, &ve) {
+		return nil, fmt.Errorf("%s: %w: %v", tname, ErrVersion, terr)
+	}
+	bad := errors.Join(oerr, terr)
+	if bad == nil {
+		span := nextBase - base
+		switch {
+		case oi.Base != base || ti.Base != base:
+			bad = fmt.Errorf("index base offsets %d/%d, want %d", oi.Base, ti.Base, base)
+		case len(oi.Entries) > 0 && (int64(oi.Entries[len(oi.Entries)-1].Position) >= size || int64(oi.Entries[len(oi.Entries)-1].RelOffset) >= span):
+			bad = errors.New("offset index points past the segment")
+		case len(ti.Entries) > 0 && int64(ti.Entries[len(ti.Entries)-1].RelOffset) >= span:
+			bad = errors.New("time index points past the segment")
+		case span <= 0 || size <= segHeaderSize:
+			bad = errors.New("empty sealed segment")
+		}
+	}
+	if bad != nil {
+		l.logger.Warn("segment index corrupt; rebuilding", "dir", l.dir, "segment", filepath.Base(path), "err", bad)
+		return nil, nil
+	}
+	seg := newSegment(base, path)
+	seg.offIdx, seg.timeIdx = *oi, *ti
+	seg.size, seg.next = size, nextBase
+	if last, ok := ti.Last(); ok {
+		seg.maxTs, seg.maxTsOffset = last.Timestamp, base+int64(last.RelOffset)
+	}
+	return seg, nil
+}
+
+// checkSegmentHeader returns the file size after checking the header.
+func (l *Log) checkSegmentHeader(f vfs.File, path string, base int64) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	var hdr [segHeaderSize]byte
+	if n, _ := f.ReadAt(hdr[:], 0); n < len(hdr) {
+		return fi.Size(), fmt.Errorf("%s: %w", path, errShortSegment)
+	}
+	got, err := decodeSegmentHeader(hdr[:], path)
+	if err != nil {
+		return 0, err
+	}
+	if got != base {
+		return 0, fmt.Errorf("%s: %w: header base offset %d", path, ErrCorrupt, got)
+	}
+	return fi.Size(), nil
+}
+
+// openActive opens the last segment for appending, scans it and truncates a
+// torn tail.
+func (l *Log) openActive(base int64) error {
+	path := filepath.Join(l.dir, fileName(base, logSuffix))
+	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	size, err := l.checkSegmentHeader(f, path, base)
+	if errors.Is(err, errShortSegment) {
+		// Created but its header never reached the disk: start it afresh.
+		l.logger.Warn("segment header torn; recreating the segment", "dir", l.dir, "segment", filepath.Base(path), "bytes", size)
+		if err := errors.Join(f.Truncate(0), writeAll(f, appendSegmentHeader(nil, base))); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("reset %s: %w", path, err)
+		}
+		size, err = segHeaderSize, nil
+	}
+	if err != nil {
+		_ = f.Close()
+		return err
+	}
+	seg, err := scanSegment(f, path, base, size, l.mu.cfg.IndexIntervalBytes, l.learnEpoch)
+	if errors.Is(err, errTorn) {
+		l.logger.Warn("truncating torn tail of the active segment", "dir", l.dir, "segment", filepath.Base(path),
+			"bytes", size-seg.size, "at", seg.size, "reason", err)
+		if terr := f.Truncate(seg.size); terr != nil {
+			_ = f.Close()
+			return fmt.Errorf("truncate %s: %w", path, terr)
+		}
+	} else if err != nil {
+		_ = f.Close()
+		return err
+	}
+	// What survived a process crash may sit only in the page cache: make it
+	// durable before counting it as durable.
+	if err := f.Datasync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	seg.w = newWriter(f)
+	if seg.next > base {
+		seg.firstAppend = l.now()
+	}
+	l.mu.segments = append(l.mu.segments, seg)
+	// Index files of the active segment are stale leftovers of a roll that
+	// did not complete; the active segment's indexes live in memory.
+	for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+		if err := l.fs.Remove(filepath.Join(l.dir, fileName(base, suffix))); err == nil {
+			l.mu.dirDirty = true
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// createActive creates an empty active segment at base. The directory entry
+// becomes durable with the next SyncDir.
+func (l *Log) createActive(base int64) error {
+	path := filepath.Join(l.dir, fileName(base, logSuffix))
+	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := writeAll(f, appendSegmentHeader(nil, base)); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	seg := newSegment(base, path)
+	seg.w = newWriter(f)
+	l.mu.segments = append(l.mu.segments, seg)
+	l.mu.dirDirty = true
+	return nil
+}
+
+func writeAll(f vfs.File, b []byte) error {
+	_, err := f.Write(b)
+	return err
+}
+
+// learnEpoch feeds a recovered batch's leader epoch to the epoch cache.
+func (l *Log) learnEpoch(h *batch.Header) {
+	if l.mu.epochs.assign(h.PartitionLeaderEpoch, h.BaseOffset) {
+		l.mu.epochsDirty = true
+	}
+}
+
+// applyStart settles the log start offset after the segments are open.
+func (l *Log) applyStart(start int64) error {
+	first := l.mu.segments[0]
+	start = max(start, first.base)
+	act := l.activeLocked()
+	if start > act.next {
+		l.logger.Warn("log start offset is past the recovered end; starting an empty log there",
+			"dir", l.dir, "start", start, "end", act.next)
+		for _, s := range l.mu.segments {
+			if s.w != nil {
+				_ = s.w.release() // the segment is being removed
+				s.w = nil
+			}
+			if err := l.removeSegmentFiles(s.base); err != nil {
+				return err
+			}
+		}
+		l.mu.dirDirty = true
+		l.mu.segments = nil
+		l.mu.epochs.entries = nil
+		l.mu.epochsDirty = true
+		if err := l.createActive(start); err != nil {
+			return err
+		}
+		if err := l.activeLocked().w.f.Datasync(); err != nil {
+			return err
+		}
+	}
+	for len(l.mu.segments) > 1 && l.mu.segments[0].next <= start {
+		if err := l.removeSegmentFiles(l.mu.segments[0].base); err != nil {
+			return err
+		}
+		l.mu.dirDirty = true
+		l.mu.segments = l.mu.segments[1:]
+	}
+	l.mu.start = start
+	return nil
+}
+
+// removeSegmentFiles removes a segment's files, ignoring missing ones. The
+// caller syncs the directory.
+func (l *Log) removeSegmentFiles(base int64) error {
+	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+		path := filepath.Join(l.dir, fileName(base, suffix))
+		l.files.evict(l.fs, path)
+		if err := l.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// recoverProducers loads the newest usable snapshot at or below end and
+// replays the batches after it. Snapshots past the end or below the first
+// segment are removed.
+func (l *Log) recoverProducers(snaps []int64, end int64) error {
+	first := l.mu.segments[0].base
+	from, loaded := first, false
+	l.mu.producers = producer.NewState()
+	for i := len(snaps) - 1; i >= 0; i-- {
+		off := snaps[i]
+		name := fileName(off, snapshotSuffix)
+		if off > end || off < first {
+			if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			l.mu.dirDirty = true
+			continue
+		}
+		if loaded {
+			continue // a newer one is loaded; keep this one for now
+		}
+		b, err := readFile(l.fs, filepath.Join(l.dir, name))
+		if err != nil {
+			return err
+		}
+		st, next, err := producer.DecodeSnapshot(b)
+		if errors.Is(err, producer.ErrSnapshotVersion) {
+			return fmt.Errorf("%s: %w: %v", name, ErrVersion, err)
+		}
+		if err != nil || next != off {
+			l.logger.Warn("ignoring bad producer snapshot", "dir", l.dir, "file", name, "err", err)
+			continue
+		}
+		l.mu.producers, from, loaded = st, off, true
+	}
+	nowMs := l.now().UnixMilli()
+	for _, s := range l.mu.segments {
+		if s.next <= from {
+			continue
+		}
+		if err := l.replay(s, from, func(h *batch.Header) { l.mu.producers.Update(h, nowMs) }); err != nil {
+			return err
+		}
+	}
+	l.mu.producers.RemoveBelow(l.mu.start)
+	return nil
+}
+
+// replay calls fn for every batch of s ending at or after from.
+func (l *Log) replay(s *segment, from int64, fn func(h *batch.Header)) error {
+	var f vfs.File
+	if s.w != nil {
+		f = s.w.f
+	} else {
+		var err error
+		if f, err = l.fs.Open(s.path); err != nil {
+			return err
+		}
+		defer f.Close()
+	}
+	pos := int64(segHeaderSize)
+	if e, ok := s.offIdx.Lookup(from); ok {
+		pos = int64(e.Position)
+	}
+	return walkHeaders(f, pos, s.size, func(h *batch.Header, _ int64) bool {
+		if h.LastOffset() >= from {
+			fn(h)
+		}
+		return true
+	})
+}

@@ -1,0 +1,213 @@
+package log
+
+import (
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/strata-io/strata/ingest/batch"
+)
+
+// readView is what a read captured under Log.mu: a segment's bounds, a
+// starting position and a reference to its descriptor.
+type readView struct {
+	seg   *segment
+	base  int64
+	size  int64
+	pos   int64 // a batch boundary at or before the wanted offset
+	start int64 // log start offset
+	w     *writer
+	path  string
+}
+
+// open returns a reader and its release function: the segment's own
+// descriptor if it still has one, else one from the FileCache.
+func (l *Log) open(v *readView) (io.ReaderAt, func(), error) {
+	if v.w != nil {
+		w := v.w
+		return w.f, func() { _ = w.release() }, nil // read-only use; a close error changes nothing
+	}
+	f, release, err := l.files.acquire(l.fs, v.path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, release, nil
+}
+
+// viewLocked captures the segment holding offset.
+func (l *Log) viewLocked(segIdx int, offset int64) readView {
+	s := l.mu.segments[segIdx]
+	v := readView{seg: s, base: s.base, size: s.size, pos: segHeaderSize, start: l.mu.start, path: s.path}
+	if e, ok := s.offIdx.Lookup(offset); ok {
+		v.pos = int64(e.Position)
+	}
+	if s.w != nil {
+		v.w = s.w.acquire()
+	}
+	return v
+}
+
+// segmentForLocked returns the index of the segment holding offset.
+func (l *Log) segmentForLocked(offset int64) int {
+	segs := l.mu.segments
+	return sort.Search(len(segs), func(i int) bool { return segs[i].base > offset }) - 1
+}
+
+// Read returns whole batches starting with the one that contains offset, up
+// to maxBytes (but always at least one batch) and only batches whose base
+// offset is below upTo (e.g. the durable offset). It returns nil at the end
+// of the log and ErrOffsetOutOfRange below the log start or past the end.
+// Reads come from one segment; the caller reads again from the next offset.
+// Reads keep working after a sticky write error.
+func (l *Log) Read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
+	l.mu.Lock()
+	if l.mu.closed {
+		l.mu.Unlock()
+		return nil, ErrClosed
+	}
+	start, end := l.mu.start, l.activeLocked().next
+	if offset < start || offset > end {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("%w: offset %d, log %s holds [%d, %d)", ErrOffsetOutOfRange, offset, l.dir, start, end)
+	}
+	if offset == end || offset >= upTo {
+		l.mu.Unlock()
+		return nil, nil
+	}
+	v := l.viewLocked(l.segmentForLocked(offset), offset)
+	l.mu.Unlock()
+
+	r, release, err := l.open(&v)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	from, to := int64(-1), int64(-1)
+	err = walkHeaders(r, v.pos, v.size, func(h *batch.Header, pos int64) bool {
+		n := int64(h.Size())
+		if from < 0 {
+			if h.LastOffset() < offset {
+				return true
+			}
+			if h.BaseOffset >= upTo {
+				return false
+			}
+			from, to = pos, pos+n
+			return true
+		}
+		if h.BaseOffset >= upTo || to-from+n > int64(maxBytes) {
+			return false
+		}
+		to += n
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", v.path, err)
+	}
+	if from < 0 {
+		return nil, nil
+	}
+	buf := make([]byte, to-from)
+	if n, err := r.ReadAt(buf, from); n < len(buf) {
+		return nil, fmt.Errorf("read %s at %d: %w", v.path, from, err)
+	}
+	return buf, nil
+}
+
+// OffsetForTimestamp returns the first record with a timestamp >= ts at or
+// after the log start, with its timestamp; found is false if there is none.
+//
+// The index and header scan find the first batch whose max timestamp is
+// >= ts; the record inside it is found by decoding that one batch.
+func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool, err error) {
+	// Normally the first candidate segment answers; the next ones are
+	// tried only when the log start cuts the matching batches off.
+	var v readView
+	for from := 0; !found; {
+		l.mu.Lock()
+		if l.mu.closed {
+			l.mu.Unlock()
+			return 0, 0, false, ErrClosed
+		}
+		idx := -1
+		for i := from; i < len(l.mu.segments); i++ {
+			if s := l.mu.segments[i]; s.next > l.mu.start && s.maxTs >= ts {
+				idx = i
+				break
+			}
+		}
+		if idx < 0 {
+			l.mu.Unlock()
+			return -1, -1, false, nil
+		}
+		s := l.mu.segments[idx]
+		start := max(s.base, l.mu.start)
+		if e, ok := s.timeIdx.LookupBefore(ts); ok {
+			start = max(start, s.base+int64(e.RelOffset))
+		}
+		v = l.viewLocked(idx, start)
+		l.mu.Unlock()
+		from = idx + 1
+
+		r, release, err := l.open(&v)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		err = walkHeaders(r, v.pos, v.size, func(h *batch.Header, _ int64) bool {
+			if h.LastOffset() < v.start || h.MaxTimestamp < ts {
+				return true
+			}
+			offset, timestamp, found = max(h.BaseOffset, v.start), h.MaxTimestamp, true
+			return false
+		})
+		release()
+		if err != nil {
+			return 0, 0, false, fmt.Errorf("time lookup in %s: %w", v.path, err)
+		}
+	}
+	if !found {
+		return -1, -1, false, nil
+	}
+	b, err := l.Read(offset, 0, offset+1)
+	if err != nil || len(b) == 0 {
+		return 0, 0, false, fmt.Errorf("time lookup: read batch at %d: %w", offset, err)
+	}
+	off, rts, ok, err := batch.FirstAtOrAfter(b, ts)
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("time lookup in batch at %d: %w", offset, err)
+	}
+	if !ok {
+		return offset, timestamp, true, nil // cannot happen for a well-formed batch
+	}
+	return max(off, v.start), rts, true, nil
+}
+
+// MaxTimestamp returns the largest timestamp in the log and the offset of
+// the first record carrying it, or (-1, -1) for an empty log.
+func (l *Log) MaxTimestamp() (offset, ts int64, err error) {
+	l.mu.Lock()
+	if l.mu.closed {
+		l.mu.Unlock()
+		return 0, 0, ErrClosed
+	}
+	offset, ts = -1, -1
+	start := l.mu.start
+	for _, s := range l.mu.segments {
+		if s.next > start && s.maxTs > ts {
+			offset, ts = max(s.maxTsOffset, start), s.maxTs
+		}
+	}
+	l.mu.Unlock()
+	if offset < 0 {
+		return -1, -1, nil
+	}
+	b, err := l.Read(offset, 0, offset+1)
+	if err != nil || len(b) == 0 {
+		return 0, 0, fmt.Errorf("max timestamp: read batch at %d: %w", offset, err)
+	}
+	off, rts, err := batch.MaxTimestampRecord(b)
+	if err != nil {
+		return 0, 0, fmt.Errorf("max timestamp in batch at %d: %w", offset, err)
+	}
+	return max(off, start), rts, nil
+}

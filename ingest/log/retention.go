@@ -1,0 +1,117 @@
+package log
+
+import (
+	"fmt"
+	"path/filepath"
+)
+
+// SetStartOffset moves the log start offset forward to off (DeleteRecords):
+// it persists the new start, deletes the segments wholly below it and drops
+// producer state that ends below it. off must not exceed the durable offset
+// (ErrOffsetOutOfRange); an off at or below the current start is a no-op.
+func (l *Log) SetStartOffset(off int64) error {
+	l.adminMu.Lock()
+	defer l.adminMu.Unlock()
+	l.mu.Lock()
+	if err := l.usableLocked(); err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	start := l.mu.start
+	l.mu.Unlock()
+	if off <= start {
+		return nil
+	}
+	if d := l.durable.Load(); off > d {
+		return fmt.Errorf("%w: new log start %d is past the durable offset %d of %s", ErrOffsetOutOfRange, off, d, l.dir)
+	}
+	return l.advanceStart(off)
+}
+
+// ApplyRetention deletes the oldest sealed, durable segments while they are
+// past retention: their largest timestamp is more than retentionMs before
+// now, or the log would still hold at least retentionBytes without them.
+// A negative limit is unlimited. The active segment is never deleted. It
+// returns the number of segments deleted.
+func (l *Log) ApplyRetention(retentionMs, retentionBytes int64) (deleted int, err error) {
+	l.adminMu.Lock()
+	defer l.adminMu.Unlock()
+	l.mu.Lock()
+	if err := l.usableLocked(); err != nil {
+		l.mu.Unlock()
+		return 0, err
+	}
+	nowMs := l.now().UnixMilli()
+	durable := l.durable.Load()
+	var total int64
+	for _, s := range l.mu.segments {
+		total += s.size
+	}
+	newStart := l.mu.start
+	segs := l.mu.segments
+	for _, s := range segs[:len(segs)-1] {
+		if s.w != nil || s.next > durable {
+			break
+		}
+		expired := retentionMs >= 0 && s.maxTs >= 0 && nowMs-s.maxTs > retentionMs
+		tooBig := retentionBytes >= 0 && total-s.size >= retentionBytes
+		if !expired && !tooBig {
+			break
+		}
+		total -= s.size
+		newStart = s.next
+		deleted++
+	}
+	advance := newStart > l.mu.start
+	l.mu.Unlock()
+	if !advance {
+		return 0, nil
+	}
+	return deleted, l.advanceStart(newStart)
+}
+
+func (l *Log) usableLocked() error {
+	switch {
+	case l.mu.closed:
+		return ErrClosed
+	case l.mu.err != nil:
+		return fmt.Errorf("%w: %s: %w", ErrStorage, l.dir, l.mu.err)
+	}
+	return nil
+}
+
+// advanceStart persists off as the log start, then applies it in memory and
+// deletes the segments wholly below it. Called with adminMu held.
+func (l *Log) advanceStart(off int64) error {
+	if err := writeAtomic(l.fs, l.dir, startCheckpoint, encodeStartOffset(off), true); err != nil {
+		return l.fail(err)
+	}
+	l.mu.Lock()
+	l.mu.start = off
+	l.mu.producers.RemoveBelow(off)
+	if l.mu.epochs.truncateFromStart(off) {
+		l.mu.epochsDirty = true
+	}
+	var doomed []*segment
+	for len(l.mu.segments) > 1 && l.mu.segments[0].next <= off && l.mu.segments[0].w == nil {
+		doomed = append(doomed, l.mu.segments[0])
+		l.mu.segments = l.mu.segments[1:]
+	}
+	l.mu.Unlock()
+	if len(doomed) == 0 {
+		return nil
+	}
+	for _, s := range doomed {
+		if err := l.removeSegmentFiles(s.base); err != nil {
+			return l.fail(fmt.Errorf("delete segment %s: %w", s.path, err))
+		}
+		// The snapshot at a deleted segment's base is older than every
+		// remaining segment; the one at its end stays.
+		_ = l.fs.Remove(filepath.Join(l.dir, fileName(s.base, snapshotSuffix))) // usually absent; Open removes strays
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return l.fail(fmt.Errorf("sync dir %s: %w", l.dir, err))
+	}
+	l.logger.Info("deleted segments below the log start", "dir", l.dir, "start", off, "segments", len(doomed))
+	return nil
+}

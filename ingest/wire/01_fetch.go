@@ -1,0 +1,153 @@
+package wire
+
+// Fetch (key 1), versions 4–12.
+//
+// Returns whole batches below the high watermark (the durable offset),
+// starting with the batch that holds the fetch offset. The response is
+// bounded by max.bytes and each partition by its partition max bytes, except
+// that the first partition with data always returns at least one batch
+// (KIP-74) so an oversized batch cannot stall a consumer. When fewer than
+// min.bytes are available the request waits, up to max.wait.ms, for new
+// durable data on any of its partitions (long polling) without holding the
+// connection's reader. Fetch sessions (KIP-227) are declined: the response
+// carries session id 0, which tells clients to keep sending full requests;
+// an incremental request naming a session gets FETCH_SESSION_ID_NOT_FOUND.
+// Leader epochs in requests (v9+) are checked: older epochs get
+// FENCED_LEADER_EPOCH, newer ones UNKNOWN_LEADER_EPOCH.
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/ingest/broker"
+)
+
+func init() { register(1, 4, 12, handleFetch) }
+
+func handleFetch(s *Server, r *Request) Reply {
+	req := r.Body.(*kmsg.FetchRequest)
+	if req.SessionID != 0 {
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return Reply{Resp: resp}
+	}
+	resp, n, done := buildFetch(s, req)
+	if done || req.MaxWaitMillis <= 0 || n >= int(req.MinBytes) {
+		return Reply{Resp: resp}
+	}
+	return Reply{Wait: func() kmsg.Response {
+		w := broker.NewWaiter()
+		var parts []*broker.Partition
+		for _, t := range req.Topics {
+			for _, fp := range t.Partitions {
+				if p, err := s.Broker.Partition(t.Topic, fp.Partition); err == nil {
+					p.AddWaiter(w)
+					parts = append(parts, p)
+				}
+			}
+		}
+		defer func() {
+			for _, p := range parts {
+				p.RemoveWaiter(w)
+			}
+		}()
+		timer := time.NewTimer(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+		defer timer.Stop()
+		for {
+			select {
+			case <-w.C:
+				resp, n, done = buildFetch(s, req)
+				if done || n >= int(req.MinBytes) {
+					return resp
+				}
+			case <-timer.C:
+				resp, _, _ = buildFetch(s, req)
+				return resp
+			case <-r.Ctx.Done():
+				return resp
+			}
+		}
+	}}
+}
+
+// buildFetch reads every requested partition. It returns the response, the
+// record bytes in it, and whether an error should end a long poll early.
+func buildFetch(s *Server, req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	budget := int(req.MaxBytes)
+	if req.Version < 3 || budget <= 0 {
+		budget = 1<<31 - 1
+	}
+	total := 0
+	hasErr := false
+	for _, t := range req.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic = t.Topic
+		for _, fp := range t.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = fp.Partition
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			// Never null: librdkafka refuses a null record set.
+			sp.RecordBatches = []byte{}
+			data, err := fetchOne(s, req, t.Topic, fp, &sp, budget-total, total == 0)
+			if err != nil {
+				sp.ErrorCode = errCode(err)
+				hasErr = true
+			} else if len(data) > 0 {
+				sp.RecordBatches = data
+				total += len(data)
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, total, hasErr
+}
+
+func fetchOne(s *Server, req *kmsg.FetchRequest, topic string, fp kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, budget int, first bool) ([]byte, error) {
+	p, err := s.Broker.Partition(topic, fp.Partition)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLeaderEpoch(p, fp.CurrentLeaderEpoch); err != nil {
+		return nil, err
+	}
+	sp.HighWatermark = p.HighWatermark()
+	sp.LastStableOffset = p.LastStableOffset()
+	sp.LogStartOffset = p.LogStartOffset()
+	if req.IsolationLevel == 1 {
+		sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+	}
+	limit := int(fp.PartitionMaxBytes)
+	if limit > budget {
+		limit = budget
+	}
+	if limit <= 0 && !first {
+		return nil, nil
+	}
+	data, err := p.Read(fp.FetchOffset, limit)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > limit && !first {
+		// Only the response's first partition may exceed the limits; the
+		// client fetches this batch again, first, next time.
+		return nil, nil
+	}
+	return data, nil
+}
+
+// checkLeaderEpoch applies KIP-320's fencing of requests that carry a
+// leader epoch (-1 means none).
+func checkLeaderEpoch(p *broker.Partition, epoch int32) error {
+	switch cur := p.LeaderEpoch(); {
+	case epoch == -1 || epoch == cur:
+		return nil
+	case epoch < cur:
+		return kerr.FencedLeaderEpoch
+	default:
+		return kerr.UnknownLeaderEpoch
+	}
+}
