@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -21,7 +22,7 @@ func TestCrashSIGKILLDuringIdempotentProduce(t *testing.T) {
 	p := startProc(t, dir, port, "--num-partitions", "4")
 	addr := p.addr
 	const partitions = 4
-	rounds := 4
+	rounds := 8
 	if os.Getenv("STRATA_SOAK") != "" {
 		rounds = 40
 	}
@@ -81,10 +82,12 @@ func TestCrashSIGKILLDuringIdempotentProduce(t *testing.T) {
 		mu.Lock()
 		n := len(acked)
 		mu.Unlock()
+		start := time.Now()
 		waitAcked(n + 2000)
 		p.kill()
 		time.Sleep(100 * time.Millisecond)
 		p = startProc(t, dir, port)
+		t.Logf("round %d: %d acked before the kill, %v", round, n, time.Since(start))
 	}
 	mu.Lock()
 	n := len(acked)
@@ -102,27 +105,27 @@ func TestCrashSIGKILLDuringIdempotentProduce(t *testing.T) {
 		t.Fatalf("%d produce errors while the broker restarted, first: %v", len(errs), errs[0])
 	}
 
-	// Read everything back from a fresh client.
-	cons := newClient(t, addr, kgo.ConsumeTopics("crash"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	// Read everything back from a fresh client, up to the end offsets.
 	rctx := ctxT(t, time.Minute)
+	ends, err := newAdmin(t, addr).ListEndOffsets(rctx, "crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inLog int64
+	ends.Each(func(o kadm.ListedOffset) { inLog += o.Offset })
+	cons := newClient(t, addr, kgo.ConsumeTopics("crash"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
 	seen := map[int]bool{}
 	last := map[int32]int{}
 	for p := int32(0); p < partitions; p++ {
 		last[p] = -1
 	}
-	idle := 0
-	for idle < 10 {
+	for int64(len(seen)) < inLog {
 		fs := cons.PollFetches(rctx)
 		if rctx.Err() != nil {
-			break
+			t.Fatalf("read %d of %d records before timeout", len(seen), inLog)
 		}
-		recs := fs.Records()
-		if len(recs) == 0 {
-			idle++
-			continue
-		}
-		idle = 0
-		for _, r := range recs {
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
+		for _, r := range fs.Records() {
 			v, err := strconv.Atoi(string(r.Value))
 			if err != nil {
 				t.Fatalf("partition %d offset %d: bad value %q", r.Partition, r.Offset, r.Value)

@@ -1,0 +1,64 @@
+package topicconfig
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestValidate(t *testing.T) {
+	cases := []struct {
+		in      map[string]string
+		bad     string // config the error must name; "" = valid
+		message string
+	}{
+		{map[string]string{}, "", ""},
+		{map[string]string{RetentionMs: "-1", RetentionBytes: "1000", SegmentBytes: "1048576"}, "", ""},
+		{map[string]string{CleanupPolicy: "delete"}, "", ""},
+		{map[string]string{CleanupPolicy: "compact"}, CleanupPolicy, "not supported"},
+		{map[string]string{CleanupPolicy: "compact,delete"}, CleanupPolicy, "not supported"},
+		{map[string]string{CleanupPolicy: "shred"}, CleanupPolicy, "list of"},
+		{map[string]string{RetentionMs: "abc"}, RetentionMs, "64-bit integer"},
+		{map[string]string{RetentionMs: "-3"}, RetentionMs, "at least -1"},
+		{map[string]string{SegmentBytes: "10"}, SegmentBytes, "at least"},
+		{map[string]string{SegmentBytes: "9999999999"}, SegmentBytes, "32-bit"},
+		{map[string]string{CompressionType: "brotli"}, CompressionType, "one of"},
+		{map[string]string{MessageTimestampType: "Whenever"}, MessageTimestampType, "one of"},
+		{map[string]string{Preallocate: "yes"}, Preallocate, "true or false"},
+		{map[string]string{MinCleanableDirtyRatio: "1.5"}, MinCleanableDirtyRatio, "between"},
+		{map[string]string{"made.up": "1"}, "made.up", "unknown"},
+		{map[string]string{RemoteStorageEnable: "true"}, RemoteStorageEnable, "tiered storage"},
+		{map[string]string{RetentionMs: "1000", LocalRetentionMs: "2000"}, LocalRetentionMs, "retention.ms"},
+		{map[string]string{RetentionMs: "1000", LocalRetentionMs: "-2"}, "", ""},
+		{map[string]string{RetentionBytes: "100", LocalRetentionBytes: "200"}, LocalRetentionBytes, "retention.bytes"},
+	}
+	for _, c := range cases {
+		err := Validate(c.in)
+		if c.bad == "" {
+			if err != nil {
+				t.Errorf("%v: %v", c.in, err)
+			}
+			continue
+		}
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Name != c.bad || !strings.Contains(err.Error(), c.message) || !strings.Contains(err.Error(), c.bad) {
+			t.Errorf("%v: got %v, want an error naming %s containing %q", c.in, err, c.bad, c.message)
+		}
+	}
+}
+
+func TestResolve(t *testing.T) {
+	c := Resolve(map[string]string{RetentionMs: "5000", MessageTimestampType: "LogAppendTime", MessageTimestampDiffMaxMs: "10"})
+	if c.RetentionMs != 5000 || c.LocalRetentionMs != 5000 || c.LocalRetentionBytes != -1 || !c.LogAppendTime || c.TimestampBeforeMaxMs != 10 {
+		t.Fatalf("resolved: %+v", c)
+	}
+	d := Resolve(nil)
+	if d.SegmentBytes != 1<<30 || d.MaxMessageBytes != 1048588 || d.CompressionType != "producer" || d.TimestampAfterMaxMs != 3600000 {
+		t.Fatalf("defaults: %+v", d)
+	}
+	for _, n := range Names() {
+		if err := ValidateOne(n, Lookup(n).Default); err != nil {
+			t.Errorf("default of %s does not validate: %v", n, err)
+		}
+	}
+}
