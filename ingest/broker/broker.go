@@ -88,6 +88,9 @@ type Broker struct {
 		sync.RWMutex
 		parts map[partKey]*Partition
 	}
+	// openMu serialises partition opens so that two callers never run
+	// recovery on the same directory at once.
+	openMu sync.Mutex
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -117,6 +120,13 @@ func Open(cfg Config) (*Broker, error) {
 	cfg.setDefaults()
 	if err := cfg.FS.MkdirAll(filepath.Join(cfg.DataDir, "logs"), 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	// Make the directory entries durable, so a power loss cannot remove
+	// directories that hold acknowledged data.
+	for _, d := range []string{filepath.Dir(filepath.Clean(cfg.DataDir)), cfg.DataDir} {
+		if err := cfg.FS.SyncDir(d); err != nil {
+			return nil, fmt.Errorf("sync %s: %w", d, err)
+		}
 	}
 	meta, err := cluster.OpenLocal(cfg.DataDir, cluster.Broker{ID: cfg.NodeID, Host: cfg.Host, Port: cfg.Port, Rack: cfg.Rack})
 	if err != nil {
@@ -221,6 +231,8 @@ func logConfig(c topicconfig.Config, brokerCfg *Config) plog.Config {
 }
 
 func (b *Broker) openPartition(t cluster.Topic, idx int32) (*Partition, error) {
+	b.openMu.Lock()
+	defer b.openMu.Unlock()
 	key := partKey{t.ID, idx}
 	b.mu.RLock()
 	p := b.mu.parts[key]
@@ -242,12 +254,8 @@ func (b *Broker) openPartition(t cluster.Topic, idx int32) (*Partition, error) {
 	}
 	p.log = l
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if other := b.mu.parts[key]; other != nil {
-		l.Close()
-		return other, nil
-	}
 	b.mu.parts[key] = p
+	b.mu.Unlock()
 	return p, nil
 }
 

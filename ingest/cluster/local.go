@@ -40,7 +40,7 @@ type Local struct {
 	self Broker
 
 	mu struct {
-		sync.Mutex
+		sync.RWMutex
 		clusterID string
 		byName    map[string]Topic
 		byID      map[TopicID]string
@@ -145,8 +145,8 @@ func singleNodePartition(self, epoch int32) Partition {
 
 // ClusterID implements Store.
 func (l *Local) ClusterID() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	return l.mu.clusterID
 }
 
@@ -158,8 +158,8 @@ func (l *Local) Brokers() []Broker { return []Broker{l.self} }
 
 // Topics implements Store. The result is sorted by name.
 func (l *Local) Topics() []Topic {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	out := make([]Topic, 0, len(l.mu.byName))
 	for _, t := range l.mu.byName {
 		out = append(out, t)
@@ -170,16 +170,16 @@ func (l *Local) Topics() []Topic {
 
 // Topic implements Store.
 func (l *Local) Topic(name string) (Topic, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	t, ok := l.mu.byName[name]
 	return t, ok
 }
 
 // TopicByID implements Store.
 func (l *Local) TopicByID(id TopicID) (Topic, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	name, ok := l.mu.byID[id]
 	if !ok {
 		return Topic{}, false

@@ -67,18 +67,21 @@ func (l *Log) syncNow() {
 
 	l.mu.Lock()
 	for _, j := range seals {
+		l.mu.seals[0] = sealJob{} // do not keep the segment and producer state reachable
 		l.mu.seals = l.mu.seals[1:]
 		j.seg.w = nil
+	}
+	l.mu.Unlock()
+	// The last reference closes the descriptor: not under Log.mu.
+	for _, j := range seals {
 		if cerr := j.w.release(); cerr != nil && err == nil {
 			err = fmt.Errorf("close %s: %w", j.seg.path, cerr)
 		}
 	}
 	if err != nil {
-		l.failLocked(err)
-		l.mu.Unlock()
+		l.fail(err)
 		return
 	}
-	l.mu.Unlock()
 	l.publish(target)
 }
 

@@ -70,7 +70,14 @@ func decodeSegmentHeader(b []byte, name string) (int64, error) {
 	if v := binary.BigEndian.Uint16(b[4:]); v != segmentVersion {
 		return 0, fmt.Errorf("%s: %w: segment format version %d (this build reads %d)", name, ErrVersion, v, segmentVersion)
 	}
-	return int64(binary.BigEndian.Uint64(b[8:])), nil
+	if flags := binary.BigEndian.Uint16(b[6:]); flags != 0 {
+		return 0, fmt.Errorf("%s: %w: unknown segment header flags %#x", name, ErrCorrupt, flags)
+	}
+	base := int64(binary.BigEndian.Uint64(b[8:]))
+	if base < 0 {
+		return 0, fmt.Errorf("%s: %w: negative base offset %d", name, ErrCorrupt, base)
+	}
+	return base, nil
 }
 
 // Small checkpoint files: magic [4], version u16, payload, CRC-32C u32 of

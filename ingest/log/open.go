@@ -61,7 +61,7 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 // recover runs before the log is shared, so it touches l.mu's fields without
 // the lock.
 func (l *Log) recover() error {
-	if err := l.fs.MkdirAll(l.dir, 0o755); err != nil {
+	if err := mkdirDurable(l.fs, l.dir); err != nil {
 		return err
 	}
 	names, err := l.fs.ReadDir(l.dir)
@@ -123,6 +123,38 @@ func (l *Log) recover() error {
 		l.mu.dirDirty = false
 	}
 	l.durable.Store(end)
+	return nil
+}
+
+// mkdirDurable creates dir and any missing parents and makes their entries
+// durable: each new directory's parent is synced, so that a power loss cannot
+// take the directory (and every synced file in it) away.
+func mkdirDurable(fsys vfs.FS, dir string) error {
+	var created []string
+	for p := dir; ; p = filepath.Dir(p) {
+		_, err := fsys.Stat(p)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		created = append(created, p)
+		if p == filepath.Dir(p) {
+			break
+		}
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, p := range created {
+		if err := fsys.SyncDir(filepath.Dir(p)); err != nil {
+			return fmt.Errorf("sync dir %s: %w", filepath.Dir(p), err)
+		}
+	}
 	return nil
 }
 
@@ -210,6 +242,13 @@ func (l *Log) openSealed(base, nextBase int64) (*segment, bool, error) {
 	}
 	if err != nil {
 		return nil, false, err
+	}
+	// What the scan read may sit only in the page cache (a kill right after
+	// a roll, before the seal's sync round). Index files make recovery trust
+	// the segment without a scan, and the log counts it as durable, so its
+	// data must reach the disk before them.
+	if err := f.Datasync(); err != nil {
+		return nil, false, fmt.Errorf("sync %s: %w", path, err)
 	}
 	seg.finishTimeIndex()
 	l.logger.Info("rebuilt segment indexes", "dir", l.dir, "segment", filepath.Base(path))

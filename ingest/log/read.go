@@ -1,6 +1,7 @@
 package log
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -20,14 +21,38 @@ type readView struct {
 	path  string
 }
 
+// errSegmentGone is returned by open when retention deleted the segment (or
+// the log closed) between the capture of the view and the open.
+var errSegmentGone = errors.New("segment deleted")
+
 // open returns a reader and its release function: the segment's own
 // descriptor if it still has one, else one from the FileCache.
+//
+// A sealed segment may be deleted by retention, or the log closed, once
+// Log.mu is released. The descriptor is therefore checked after it is in the
+// cache: if the segment is gone, the cache entry is dropped again (else the
+// shared cache would keep a deleted file, and its disk space, open) and the
+// read fails with ErrOffsetOutOfRange (or ErrClosed), not with an open
+// error. A deletion that starts after the check evicts the entry itself.
 func (l *Log) open(v *readView) (io.ReaderAt, func(), error) {
 	if v.w != nil {
 		w := v.w
 		return w.f, func() { _ = w.release() }, nil // read-only use; a close error changes nothing
 	}
 	f, release, err := l.files.acquire(l.fs, v.path)
+	l.mu.Lock()
+	deleted, closed := v.seg.deleted, l.mu.closed
+	l.mu.Unlock()
+	if deleted || closed {
+		if err == nil {
+			release()
+		}
+		l.files.evict(l.fs, v.path)
+		if closed {
+			return nil, nil, ErrClosed
+		}
+		return nil, nil, fmt.Errorf("%w: %w: %s is below the log start", ErrOffsetOutOfRange, errSegmentGone, v.path)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -122,16 +147,18 @@ func (l *Log) Read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
 func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool, err error) {
 	// Normally the first candidate segment answers; the next ones are
 	// tried only when the log start cuts the matching batches off.
+	// Segments are tracked by base offset, not by index: retention may drop
+	// segments from the front of the list between two iterations.
 	var v readView
-	for from := 0; !found; {
+	for fromBase := int64(-1); !found; {
 		l.mu.Lock()
 		if l.mu.closed {
 			l.mu.Unlock()
 			return 0, 0, false, ErrClosed
 		}
 		idx := -1
-		for i := from; i < len(l.mu.segments); i++ {
-			if s := l.mu.segments[i]; s.next > l.mu.start && s.maxTs >= ts {
+		for i := range l.mu.segments {
+			if s := l.mu.segments[i]; s.base >= fromBase && s.next > l.mu.start && s.maxTs >= ts {
 				idx = i
 				break
 			}
@@ -147,9 +174,12 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool,
 		}
 		v = l.viewLocked(idx, start)
 		l.mu.Unlock()
-		from = idx + 1
+		fromBase = s.next
 
 		r, release, err := l.open(&v)
+		if errors.Is(err, errSegmentGone) {
+			continue // the log start moved past it: look again from the next one
+		}
 		if err != nil {
 			return 0, 0, false, err
 		}

@@ -94,7 +94,10 @@ func (l *Log) advanceStart(off int64) error {
 	}
 	var doomed []*segment
 	for len(l.mu.segments) > 1 && l.mu.segments[0].next <= off && l.mu.segments[0].w == nil {
-		doomed = append(doomed, l.mu.segments[0])
+		s := l.mu.segments[0]
+		s.deleted = true // readers that captured it before now give up on it
+		doomed = append(doomed, s)
+		l.mu.segments[0] = nil // do not keep it (and its indexes) reachable
 		l.mu.segments = l.mu.segments[1:]
 	}
 	l.mu.Unlock()

@@ -28,6 +28,7 @@ type segment struct {
 	sinceIndex  int       // bytes appended since the last index entry
 	firstAppend time.Time // broker clock at the first append while active; zero if none
 	w           *writer   // the read-write descriptor while active or awaiting its seal
+	deleted     bool      // removed from the log (retention); its files are going or gone
 }
 
 func newSegment(base int64, path string) *segment {
@@ -147,12 +148,17 @@ func scanSegment(r io.ReaderAt, path string, base, size int64, interval int, fn 
 // [from, to) until fn returns false. It trusts the file (it is the log's own,
 // already checked data) but never reads past to.
 func walkHeaders(r io.ReaderAt, from, to int64, fn func(h *batch.Header, pos int64) bool) error {
-	var hdr [batch.HeaderSize]byte
+	// One header and one buffer for the whole walk: both escape (to fn and
+	// to the ReaderAt interface), so per-batch variables would be one heap
+	// allocation per batch.
+	var h batch.Header
+	hdr := make([]byte, batch.HeaderSize)
 	for pos := from; pos+batch.HeaderSize <= to; {
-		if n, err := r.ReadAt(hdr[:], pos); n < len(hdr) {
+		if n, err := r.ReadAt(hdr, pos); n < len(hdr) {
 			return fmt.Errorf("read batch header at %d: %w", pos, err)
 		}
-		h, err := batch.ParseHeader(hdr[:])
+		var err error
+		h, err = batch.ParseHeader(hdr)
 		if err != nil {
 			return fmt.Errorf("%w: batch header at %d: %v", ErrCorrupt, pos, err)
 		}

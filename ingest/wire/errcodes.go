@@ -30,7 +30,8 @@ func errCode(err error) int16 {
 	switch {
 	case errors.As(err, &cfgErr):
 		return kerr.InvalidConfig.Code
-	case errors.Is(err, broker.ErrUnknownTopicOrPartition), errors.Is(err, cluster.ErrUnknownTopic):
+	case errors.Is(err, broker.ErrUnknownTopicOrPartition), errors.Is(err, cluster.ErrUnknownTopic),
+		errors.Is(err, plog.ErrClosed): // a partition closed under the request: its topic was deleted
 		return kerr.UnknownTopicOrPartition.Code
 	case errors.Is(err, plog.ErrOffsetOutOfRange):
 		return kerr.OffsetOutOfRange.Code

@@ -130,6 +130,37 @@ func (c *CrashFS) CrashClone(rng *rand.Rand) *CrashFS {
 	return n
 }
 
+// KillClone returns a new CrashFS as a process kill (SIGKILL) would leave
+// this one: every write survives (it is in the page cache), and what was
+// synced stays synced, so that a later CrashClone of the clone models a power
+// loss after the restart. The clone has no injector.
+func (c *CrashFS) KillClone() *CrashFS {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := NewCrashFS()
+	n.mu.free = c.mu.free
+	nodes := map[*memNode]*memNode{} // keeps a node shared by cur and synced shared
+	clone := func(node *memNode) *memNode {
+		if nn := nodes[node]; nn != nil {
+			return nn
+		}
+		nn := &memNode{data: slices.Clone(node.data), synced: slices.Clone(node.synced), mtime: node.mtime}
+		nodes[node] = nn
+		return nn
+	}
+	for path, d := range c.mu.dirs {
+		nd := &memDir{cur: map[string]*memNode{}, synced: map[string]*memNode{}}
+		for name, node := range d.cur {
+			nd.cur[name] = clone(node)
+		}
+		for name, node := range d.synced {
+			nd.synced[name] = clone(node)
+		}
+		n.mu.dirs[path] = nd
+	}
+	return n
+}
+
 func (c *CrashFS) checkLocked(op Op, path string) error {
 	if c.mu.inject == nil {
 		return nil

@@ -114,3 +114,37 @@ func TestOSFS(t *testing.T) {
 		t.Fatalf("ReadDir = %v", names)
 	}
 }
+
+func TestKillCloneKeepsWritesAndSyncState(t *testing.T) {
+	c := NewCrashFS()
+	c.MkdirAll("/d", 0o755)
+	f, _ := c.Create("/d/a")
+	f.Write([]byte("hello"))
+	f.Sync()
+	c.SyncDir("/d")
+	f.Write([]byte(" world"))
+	g, _ := c.Create("/d/b") // entry never synced
+	g.Write([]byte("b"))
+	k := c.KillClone()
+	if got := readAllFile(t, k, "/d/a"); got != "hello world" {
+		t.Fatalf("kill clone has %q, want every write", got)
+	}
+	if got := readAllFile(t, k, "/d/b"); got != "b" {
+		t.Fatalf("kill clone lost an unsynced entry: %q", got)
+	}
+	// A power loss after the restart still loses what was never synced.
+	p := k.CrashClone(nil)
+	if got := readAllFile(t, p, "/d/a"); got != "hello" {
+		t.Fatalf("power loss after kill: %q, want synced %q", got, "hello")
+	}
+	if _, err := p.Stat("/d/b"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("unsynced entry survived the power loss: %v", err)
+	}
+	// The clone is independent of the original.
+	f.Write([]byte("!"))
+	if got := readAllFile(t, k, "/d/a"); got != "hello world" {
+		t.Fatalf("clone changed with the original: %q", got)
+	}
+	f.Close()
+	g.Close()
+}
