@@ -1,0 +1,17 @@
+// Package segment builds and reads remote segment objects: one object per
+// sealed local log segment, holding the segment's record batches in
+// independently compressed chunks, then a footer (summary, chunk map, sparse
+// offset and time indexes, producer-state snapshot, aborted transactions)
+// and a fixed-size trailer. The byte layout is owned by index/footer.go and
+// documented in docs/object-layout.md; it is a public, versioned format.
+//
+// Build streams raw batches (a local segment's bytes after its file header)
+// into an object, validating every batch header and CRC on the way, so a
+// corrupt segment fails the build instead of being uploaded. Reader answers
+// reads from an object through a caller-supplied ranged fetch: one fetch for
+// the tail (trailer and footer, usually), then one fetch per chunk.
+//
+// The package does no object-store I/O of its own and knows nothing about
+// keys, manifests or Kafka requests: callers hand it an io.Writer or a fetch
+// function.
+package segment
