@@ -80,6 +80,8 @@ func (l *Log) appendLocked(b []byte, hdrs []batch.Header, records int64, info Ap
 		return AppendResult{}, false, ErrClosed
 	case l.mu.err != nil:
 		return AppendResult{}, false, fmt.Errorf("%w: %s: %w", ErrStorage, l.dir, l.mu.err)
+	case l.mu.resetting:
+		return AppendResult{}, false, errResetting
 	}
 	if err := l.checkSpaceLocked(len(b), false); err != nil {
 		return AppendResult{}, false, err

@@ -8,6 +8,13 @@
 // access goes through ingest/log/vfs so that tests can model power loss.
 //
 // Lock order: Log.adminMu, then Log.syncMu, then Log.mu; FileCache.mu and
-// Log.durMu are leaves. No lock of a Log is held across fsync; Log.mu is held
-// across the write(2) of an append and the file creation of a roll only.
+// Log.durMu are leaves. Log.mu is never held across fsync; it is held across
+// the write(2) of an append and the file creation of a roll only. syncMu
+// (one sync round at a time) and adminMu (start-offset changes, retention,
+// DeleteLocalBefore, ResetTo, Close) serialize work that includes fsync;
+// Append and Read take neither.
+//
+// For a remote tier, the log start offset is the start of the whole
+// partition, and LocalStartOffset the first offset on local disk; see
+// tier.go.
 package log

@@ -27,8 +27,12 @@ type Log struct {
 	onDurable  func(int64)
 	ownsSyncer bool
 
-	adminMu sync.Mutex // serializes start-offset changes, retention, Close and Delete
-	syncMu  sync.Mutex // one sync round at a time
+	adminMu sync.Mutex // serializes start-offset changes, retention, local deletion, reset, Close and Delete
+	// startSaved is true when the log-start-offset checkpoint on disk holds
+	// mu.start. Guarded by adminMu (every change of mu.start happens under
+	// it, or in recovery before the log is shared).
+	startSaved bool
+	syncMu     sync.Mutex // one sync round at a time
 
 	queued  atomic.Bool  // scheduled on the Syncer and not yet started
 	durable atomic.Int64 // every offset below it is durable
@@ -54,6 +58,7 @@ type Log struct {
 		unsyncedAt  time.Time // broker clock at the first of them
 		sinceSpace  int64     // bytes appended since the last free-space check
 		spaceLow    bool      // the last free-space check failed
+		resetting   bool      // ResetTo is swapping the log; appends and rolls are refused
 	}
 }
 

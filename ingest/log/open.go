@@ -68,7 +68,7 @@ func (l *Log) recover() error {
 	if err != nil {
 		return err
 	}
-	var bases, snaps []int64
+	var bases, snaps, indexes []int64
 	for _, n := range names {
 		switch {
 		case strings.HasSuffix(n, tmpSuffix):
@@ -85,12 +85,33 @@ func (l *Log) recover() error {
 			if b, ok := parseFileName(n, snapshotSuffix); ok {
 				snaps = append(snaps, b)
 			}
+		case strings.HasSuffix(n, indexSuffix) || strings.HasSuffix(n, timeIndexSuffix):
+			b, ok := parseFileName(n, indexSuffix)
+			if !ok {
+				b, ok = parseFileName(n, timeIndexSuffix)
+			}
+			if ok {
+				indexes = append(indexes, b)
+			}
 		}
 	}
 	slices.Sort(bases)
 	slices.Sort(snaps)
+	// Index files whose segment is gone: a segment deletion (retention,
+	// DeleteLocalBefore) interrupted by a crash after its .log file went.
+	for _, b := range indexes {
+		if _, ok := slices.BinarySearch(bases, b); ok {
+			continue
+		}
+		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+			if err := l.fs.Remove(filepath.Join(l.dir, fileName(b, suffix))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		l.mu.dirDirty = true
+	}
 
-	start, epochs, err := l.readCheckpoints()
+	start, startKnown, epochs, err := l.readCheckpoints()
 	if err != nil {
 		return err
 	}
@@ -99,9 +120,10 @@ func (l *Log) recover() error {
 	if err := l.openSegments(bases); err != nil {
 		return err
 	}
-	if err := l.applyStart(start); err != nil {
+	if err := l.applyStart(start, startKnown); err != nil {
 		return err
 	}
+	l.startSaved = startKnown && start == l.mu.start
 	end := l.activeLocked().next
 	if err := l.recoverProducers(snaps, end); err != nil {
 		return err
@@ -158,35 +180,40 @@ func mkdirDurable(fsys vfs.FS, dir string) error {
 	return nil
 }
 
-func (l *Log) readCheckpoints() (int64, []epochEntry, error) {
+// readCheckpoints returns the log start offset and whether it came from a
+// valid checkpoint, and the leader epochs.
+func (l *Log) readCheckpoints() (int64, bool, []epochEntry, error) {
 	var start int64
+	known := false
 	b, err := readFile(l.fs, filepath.Join(l.dir, startCheckpoint))
 	switch {
 	case err == nil:
 		if start, err = decodeStartOffset(b); errors.Is(err, ErrVersion) {
-			return 0, nil, err
+			return 0, false, nil, err
 		} else if err != nil {
 			l.logger.Warn("ignoring corrupt log start offset checkpoint", "dir", l.dir, "err", err)
 			start = 0
+		} else {
+			known = true
 		}
 	case !errors.Is(err, fs.ErrNotExist):
-		return 0, nil, err
+		return 0, false, nil, err
 	}
 	var epochs []epochEntry
 	b, err = readFile(l.fs, filepath.Join(l.dir, epochCheckpoint))
 	switch {
 	case err == nil:
 		if epochs, err = decodeEpochs(b); errors.Is(err, ErrVersion) {
-			return 0, nil, err
+			return 0, false, nil, err
 		} else if err != nil {
 			// The active segment's scan re-learns recent epochs.
 			l.logger.Warn("ignoring corrupt leader epoch checkpoint", "dir", l.dir, "err", err)
 			epochs = nil
 		}
 	case !errors.Is(err, fs.ErrNotExist):
-		return 0, nil, err
+		return 0, false, nil, err
 	}
-	return start, epochs, nil
+	return start, known, epochs, nil
 }
 
 // openSegments opens sealed segments from their indexes and scans the last.
@@ -417,9 +444,17 @@ func (l *Log) learnEpoch(h *batch.Header) {
 }
 
 // applyStart settles the log start offset after the segments are open.
-func (l *Log) applyStart(start int64) error {
+//
+// A checkpointed start below the first segment's base is kept: the offsets
+// in between live only in the remote tier (DeleteLocalBefore, ResetTo), and
+// LocalStartOffset is the first segment's base. Without a valid checkpoint
+// the start is the first segment's base, as before tiering: DeleteLocalBefore
+// and ResetTo write the checkpoint before they leave such a gap.
+func (l *Log) applyStart(start int64, known bool) error {
 	first := l.mu.segments[0]
-	start = max(start, first.base)
+	if !known {
+		start = max(start, first.base)
+	}
 	act := l.activeLocked()
 	if start > act.next {
 		l.logger.Warn("log start offset is past the recovered end; starting an empty log there",
@@ -470,7 +505,10 @@ func (l *Log) removeSegmentFiles(base int64) error {
 
 // recoverProducers loads the newest usable snapshot at or below end and
 // replays the batches after it. Snapshots past the end or below the first
-// segment are removed.
+// segment are removed. The replay writes the snapshot at the end of every
+// sealed segment it passes (those are missing or unusable: a crash between
+// a roll and its sync round), so that every sealed segment has its snapshot
+// for ProducerSnapshotAt.
 func (l *Log) recoverProducers(snaps []int64, end int64) error {
 	first := l.mu.segments[0].base
 	from, loaded := first, false
@@ -503,13 +541,23 @@ func (l *Log) recoverProducers(snaps []int64, end int64) error {
 		l.mu.producers, from, loaded = st, off, true
 	}
 	nowMs := l.now().UnixMilli()
-	for _, s := range l.mu.segments {
+	for i, s := range l.mu.segments {
 		if s.next <= from {
 			continue
 		}
 		if err := l.replay(s, from, func(h *batch.Header) { l.mu.producers.Update(h, nowMs) }); err != nil {
 			return err
 		}
+		if i == len(l.mu.segments)-1 {
+			break
+		}
+		st := l.mu.producers.Clone()
+		st.RemoveBelow(l.mu.start)
+		if err := writeAtomic(l.fs, l.dir, fileName(s.next, snapshotSuffix), st.AppendSnapshot(nil, s.next), false); err != nil {
+			return err
+		}
+		l.mu.dirDirty = true
+		l.logger.Info("rewrote producer snapshot", "dir", l.dir, "file", fileName(s.next, snapshotSuffix))
 	}
 	l.mu.producers.RemoveBelow(l.mu.start)
 	return nil

@@ -28,12 +28,14 @@ var errSegmentGone = errors.New("segment deleted")
 // open returns a reader and its release function: the segment's own
 // descriptor if it still has one, else one from the FileCache.
 //
-// A sealed segment may be deleted by retention, or the log closed, once
-// Log.mu is released. The descriptor is therefore checked after it is in the
-// cache: if the segment is gone, the cache entry is dropped again (else the
-// shared cache would keep a deleted file, and its disk space, open) and the
-// read fails with ErrOffsetOutOfRange (or ErrClosed), not with an open
-// error. A deletion that starts after the check evicts the entry itself.
+// A sealed segment may be deleted by retention or DeleteLocalBefore, or the
+// log closed, once Log.mu is released. The descriptor is therefore checked
+// after it is in the cache: if the segment is gone, the cache entry is
+// dropped again (else the shared cache would keep a deleted file, and its
+// disk space, open) and the read fails with ErrOffsetOutOfRange
+// (ErrBelowLocalStart if the segment is still above the log start, i.e. it
+// lives on in the remote tier) or ErrClosed, not with an open error. A
+// deletion that starts after the check evicts the entry itself.
 func (l *Log) open(v *readView) (io.ReaderAt, func(), error) {
 	if v.w != nil {
 		w := v.w
@@ -41,7 +43,7 @@ func (l *Log) open(v *readView) (io.ReaderAt, func(), error) {
 	}
 	f, release, err := l.files.acquire(l.fs, v.path)
 	l.mu.Lock()
-	deleted, closed := v.seg.deleted, l.mu.closed
+	deleted, closed, tiered := v.seg.deleted, l.mu.closed, v.seg.next > l.mu.start
 	l.mu.Unlock()
 	if deleted || closed {
 		if err == nil {
@@ -50,6 +52,9 @@ func (l *Log) open(v *readView) (io.ReaderAt, func(), error) {
 		l.files.evict(l.fs, v.path)
 		if closed {
 			return nil, nil, ErrClosed
+		}
+		if tiered {
+			return nil, nil, fmt.Errorf("%w: %w: %s was deleted locally", ErrBelowLocalStart, errSegmentGone, v.path)
 		}
 		return nil, nil, fmt.Errorf("%w: %w: %s is below the log start", ErrOffsetOutOfRange, errSegmentGone, v.path)
 	}
@@ -82,8 +87,12 @@ func (l *Log) segmentForLocked(offset int64) int {
 // to maxBytes (but always at least one batch) and only batches whose base
 // offset is below upTo (e.g. the durable offset). It returns nil at the end
 // of the log and ErrOffsetOutOfRange below the log start or past the end.
-// Reads come from one segment; the caller reads again from the next offset.
-// Reads keep working after a sticky write error.
+// An offset at or above the log start but below LocalStartOffset (its
+// segment lives only in the remote tier) gives ErrBelowLocalStart, which
+// wraps ErrOffsetOutOfRange: callers that route such reads to the remote
+// tier must test for it first. Reads come from one segment; the caller
+// reads again from the next offset. Reads keep working after a sticky write
+// error.
 func (l *Log) Read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
 	l.mu.Lock()
 	if l.mu.closed {
@@ -94,6 +103,10 @@ func (l *Log) Read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
 	if offset < start || offset > end {
 		l.mu.Unlock()
 		return nil, fmt.Errorf("%w: offset %d, log %s holds [%d, %d)", ErrOffsetOutOfRange, offset, l.dir, start, end)
+	}
+	if local := l.mu.segments[0].base; offset < local {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("%w: offset %d, log %s holds [%d, %d) locally, from %d in all", ErrBelowLocalStart, offset, l.dir, local, end, start)
 	}
 	if offset == end || offset >= upTo {
 		l.mu.Unlock()
@@ -141,6 +154,9 @@ func (l *Log) Read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
 
 // OffsetForTimestamp returns the first record with a timestamp >= ts at or
 // after the log start, with its timestamp; found is false if there is none.
+// It searches the local segments only (from LocalStartOffset): a caller with
+// a remote tier asks the tier about older offsets first. A segment deleted
+// meanwhile is skipped.
 //
 // The index and header scan find the first batch whose max timestamp is
 // >= ts; the record inside it is found by decoding that one batch.
@@ -199,6 +215,9 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool,
 		return -1, -1, false, nil
 	}
 	b, err := l.Read(offset, 0, offset+1)
+	if errors.Is(err, ErrBelowLocalStart) {
+		return l.OffsetForTimestamp(ts) // DeleteLocalBefore took the segment: look again
+	}
 	if err != nil || len(b) == 0 {
 		return 0, 0, false, fmt.Errorf("time lookup: read batch at %d: %w", offset, err)
 	}
@@ -212,8 +231,9 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool,
 	return max(off, v.start), rts, true, nil
 }
 
-// MaxTimestamp returns the largest timestamp in the log and the offset of
-// the first record carrying it, or (-1, -1) for an empty log.
+// MaxTimestamp returns the largest timestamp in the local segments (from
+// LocalStartOffset; a remote tier may hold older, larger ones) and the offset
+// of the first record carrying it, or (-1, -1) if they hold no record.
 func (l *Log) MaxTimestamp() (offset, ts int64, err error) {
 	l.mu.Lock()
 	if l.mu.closed {
@@ -232,6 +252,9 @@ func (l *Log) MaxTimestamp() (offset, ts int64, err error) {
 		return -1, -1, nil
 	}
 	b, err := l.Read(offset, 0, offset+1)
+	if errors.Is(err, ErrBelowLocalStart) {
+		return l.MaxTimestamp() // DeleteLocalBefore took the segment: look again
+	}
 	if err != nil || len(b) == 0 {
 		return 0, 0, fmt.Errorf("max timestamp: read batch at %d: %w", offset, err)
 	}

@@ -9,6 +9,9 @@ import (
 // it persists the new start, deletes the segments wholly below it and drops
 // producer state that ends below it. off must not exceed the durable offset
 // (ErrOffsetOutOfRange); an off at or below the current start is a no-op.
+// With a remote tier, an off below LocalStartOffset only moves the
+// checkpoint (no local segment is affected; the tier drops its data below
+// it), and an off beyond it deletes the local segments wholly below off.
 func (l *Log) SetStartOffset(off int64) error {
 	l.adminMu.Lock()
 	defer l.adminMu.Unlock()
@@ -33,6 +36,11 @@ func (l *Log) SetStartOffset(off int64) error {
 // now, or the log would still hold at least retentionBytes without them.
 // A negative limit is unlimited. The active segment is never deleted. It
 // returns the number of segments deleted.
+//
+// It moves the log start offset and counts local segments only, so it is
+// the retention of a log without a remote tier. A tiered log bounds its
+// local part with DeleteLocalBefore and its whole history with
+// SetStartOffset.
 func (l *Log) ApplyRetention(retentionMs, retentionBytes int64) (deleted int, err error) {
 	l.adminMu.Lock()
 	defer l.adminMu.Unlock()
@@ -86,6 +94,7 @@ func (l *Log) advanceStart(off int64) error {
 	if err := writeAtomic(l.fs, l.dir, startCheckpoint, encodeStartOffset(off), true); err != nil {
 		return l.fail(err)
 	}
+	l.startSaved = true
 	l.mu.Lock()
 	l.mu.start = off
 	l.mu.producers.RemoveBelow(off)
