@@ -6,6 +6,7 @@ export PATH := $(BIN):$(PATH)
 export GOFLAGS := -buildvcs=false
 
 STATICCHECK_VERSION := v0.8.2
+VERSITYGW_VERSION := v1.8.0
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 30s
 
@@ -23,10 +24,15 @@ run: build
 ## tools: install everything the tests need (Go tools into ./bin, kcat with apt-get).
 tools: tools-go tools-apt
 
-tools-go: $(BIN)/staticcheck
+tools-go: $(BIN)/staticcheck $(BIN)/versitygw
 
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# Versity S3 Gateway: the real S3-compatible server the s3 backend's tests
+# start on loopback (a few minutes to build on a fresh machine; kept in ./bin).
+$(BIN)/versitygw:
+	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 
 tools-apt:
 	@command -v kcat >/dev/null 2>&1 || { \
@@ -36,7 +42,7 @@ tools-apt:
 
 ## test: install tools, then run every test (race detector on) and the fuzz seed corpora.
 test: tools build
-	STRATA_BIN=$(BIN)/strata $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	STRATA_BIN=$(BIN)/strata VERSITYGW_BIN=$(BIN)/versitygw $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## lint: gofmt, go vet, staticcheck.
 lint: tools-go

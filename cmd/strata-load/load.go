@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -33,6 +35,53 @@ type target struct {
 	seeds []string
 	// alive returns an error once the cluster can no longer be used.
 	alive func() error
+	// cpu returns the server process's CPU time so far; nil when the
+	// server runs inside this process.
+	cpu func() (time.Duration, error)
+}
+
+// cpuMeter measures the CPU used over a phase by the server, by this
+// process and by everything else on the machine: other processes compete
+// for the same cores and skew the numbers, so the report shows them.
+type cpuMeter struct {
+	t                  target
+	start              time.Time
+	server, self, busy time.Duration
+}
+
+// startCPU starts measuring a phase's CPU use.
+func startCPU(t target) cpuMeter {
+	m := cpuMeter{t: t, start: time.Now(), self: selfCPU()}
+	m.busy, _ = machineBusy()
+	if t.cpu != nil {
+		m.server, _ = t.cpu()
+	}
+	return m
+}
+
+// String reports the cores used since startCPU, e.g. "CPU cores: broker
+// 1.10, load tool 0.80, rest of machine 0.05"; the rest includes kernel threads
+// (writeback, softirq) as well as other processes.
+func (m cpuMeter) String() string {
+	wall := time.Since(m.start).Seconds()
+	self := (selfCPU() - m.self).Seconds() / wall
+	busy, err := machineBusy()
+	others := (busy-m.busy).Seconds()/wall - self
+	var b strings.Builder
+	b.WriteString("CPU cores: ")
+	if m.t.cpu == nil {
+		fmt.Fprintf(&b, "load tool with in-process %s %.2f", m.t.name, self)
+	} else if server, serr := m.t.cpu(); serr == nil {
+		s := (server - m.server).Seconds() / wall
+		others -= s
+		fmt.Fprintf(&b, "broker %.2f, load tool %.2f", s, self)
+	} else {
+		fmt.Fprintf(&b, "load tool %.2f", self)
+	}
+	if err == nil {
+		fmt.Fprintf(&b, ", rest of machine %.2f", max(others, 0))
+	}
+	return b.String()
 }
 
 // runStrataLoad starts the broker, runs the load suite against it and
@@ -44,7 +93,8 @@ func runStrataLoad(ctx context.Context, cfg config, base string) loadResult {
 		res.err = fmt.Errorf("start broker: %w", err)
 		return res
 	}
-	t := target{name: "strata", seeds: []string{b.addr}, alive: b.alive}
+	t := target{name: "strata", seeds: []string{b.addr}, alive: b.alive,
+		cpu: func() (time.Duration, error) { return procCPU(b.Pid()) }}
 	runLoadSuite(ctx, cfg, t, &res)
 	if b.alive() == nil {
 		res.peakRSS, _ = procStatusBytes(b.Pid(), "VmHWM")
@@ -142,12 +192,13 @@ func produceRow(ctx context.Context, cfg config, t target, m ackMode, rps float6
 		return row, produceStats{}
 	}
 	logf("%s: %s", t.name, test)
+	cpu := startCPU(t)
 	st, err := produce(ctx, t.seeds, produceSpec{
 		topic: loadTopic(phase, m), acks: m, recordSize: cfg.recordSize,
 		duration: cfg.duration, maxRecords: cfg.records, rate: rps,
 	})
 	row.mbps, row.recps = st.mbps(), st.recps()
-	row.note = fmt.Sprintf("%d records in %.1fs", st.records, st.elapsed.Seconds())
+	row.note = fmt.Sprintf("%d records in %.1fs; %v", st.records, st.elapsed.Seconds(), cpu)
 	if rps > 0 {
 		s := summarize(st.latencies)
 		row.lat = &s
@@ -167,9 +218,10 @@ func consumeRow(ctx context.Context, cfg config, t target, topics ...string) loa
 		return row
 	}
 	logf("%s: %s", t.name, row.test)
+	cpu := startCPU(t)
 	st, err := consume(ctx, t.seeds, 2*cfg.duration+phaseGrace, topics...)
 	row.mbps, row.recps = st.mbps(), st.recps()
-	row.note = fmt.Sprintf("%d records in %.1fs", st.records, st.elapsed.Seconds())
+	row.note = fmt.Sprintf("%d records in %.1fs; %v", st.records, st.elapsed.Seconds(), cpu)
 	if err != nil {
 		row.err = withAlive(err, t)
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 )
 
@@ -18,6 +19,7 @@ type machineInfo struct {
 	memory   int64 // bytes
 	kernel   string
 	fs       string
+	load     string // 1-minute load average when the run started
 	goTool   string
 	goBroker string
 	franzGo  string
@@ -32,6 +34,7 @@ func describeMachine(dir, bin string) machineInfo {
 		kernel: kernelRelease(),
 		fs:     filesystemOf(dir),
 		goTool: runtime.Version(),
+		load:   loadAverage(),
 	}
 	m.memory, _ = fileField("/proc/meminfo", "MemTotal")
 	if bin != "" {
@@ -76,7 +79,7 @@ func kernelRelease() string {
 }
 
 // filesystemOf returns the type, device and mount point of the filesystem
-// holding dir, from `df -T`.
+// holding dir and its free space, from `df -T`.
 func filesystemOf(dir string) string {
 	out, err := exec.Command("df", "-T", dir).Output()
 	if err != nil {
@@ -87,5 +90,9 @@ func filesystemOf(dir string) string {
 	if len(f) < 7 {
 		return "unknown: " + strings.Join(lines, "; ")
 	}
-	return fmt.Sprintf("%s on %s, mounted on %s", f[1], f[0], f[6])
+	free := f[4] + " KiB"
+	if kib, err := strconv.ParseInt(f[4], 10, 64); err == nil {
+		free = fmt.Sprintf("%.0f GiB", float64(kib)/(1<<20))
+	}
+	return fmt.Sprintf("%s on %s, mounted on %s, %s free", f[1], f[0], f[6], free)
 }

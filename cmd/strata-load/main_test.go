@@ -133,3 +133,24 @@ func TestKfakeLoadSuite(t *testing.T) {
 		t.Errorf("report lacks the consume row:\n%s", md)
 	}
 }
+
+func TestParseStatCPU(t *testing.T) {
+	stat := "4242 (strata (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 12 0 1 2 3"
+	got, err := parseStatCPU(stat)
+	if err != nil || got != 3*time.Second {
+		t.Errorf("cpu = %v, %v; want 3s", got, err)
+	}
+	if _, err := parseStatCPU("garbage"); err == nil {
+		t.Error("no error for garbage")
+	}
+}
+
+func TestParseBusy(t *testing.T) {
+	got, err := parseBusy("cpu  100 10 50 9999 77 5 3 2 0 0")
+	if err != nil || got != 170*time.Second/clockTicks {
+		t.Errorf("busy = %v, %v", got, err)
+	}
+	if _, err := parseBusy("intr 1 2 3"); err == nil {
+		t.Error("no error for a non-cpu line")
+	}
+}

@@ -72,6 +72,7 @@ func (r *report) writeMachine(b *strings.Builder) {
 	m := r.machine
 	b.WriteString("\n### Machine\n\n| | |\n|---|---|\n")
 	fmt.Fprintf(b, "| CPU | %s, %d cores |\n", m.cpu, m.cores)
+	fmt.Fprintf(b, "| load average (1 min) | %s at start, %s at end |\n", m.load, loadAverage())
 	fmt.Fprintf(b, "| memory | %.1f GiB |\n", float64(m.memory)/(1<<30))
 	fmt.Fprintf(b, "| kernel | %s |\n", m.kernel)
 	fmt.Fprintf(b, "| temp dir filesystem | %s |\n", m.fs)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +19,10 @@ import (
 
 	"github.com/strata-io/strata/ingest/broker"
 	"github.com/strata-io/strata/ingest/wire"
+	"github.com/strata-io/strata/tier"
+	"github.com/strata-io/strata/tier/objstore"
+	"github.com/strata-io/strata/tier/objstore/fs"
+	"github.com/strata-io/strata/tier/objstore/s3"
 )
 
 type serveOptions struct {
@@ -37,8 +42,21 @@ type serveOptions struct {
 	retentionCheck   time.Duration
 	producerIDExpiry time.Duration
 	maxOpenFiles     int
+	maxPartitions    int
 	logLevel         string
 	logFormat        string
+
+	objectStore        string
+	objectStoreDir     string
+	s3Bucket           string
+	s3Endpoint         string
+	s3Region           string
+	s3PathStyle        bool
+	s3AccessKey        string
+	s3SecretKey        string
+	tierUploadInterval time.Duration
+	tierCheckInterval  time.Duration
+	tierGracePeriod    time.Duration
 }
 
 func serveCmd() *cobra.Command {
@@ -74,6 +92,18 @@ environment, which wins over the file.`,
 	f.DurationVar(&o.retentionCheck, "retention-check-interval", 5*time.Minute, "log.retention.check.interval.ms")
 	f.DurationVar(&o.producerIDExpiry, "producer-id-expiration", 24*time.Hour, "producer.id.expiration.ms")
 	f.IntVar(&o.maxOpenFiles, "max-open-segment-files", 1024, "descriptors cached for reading sealed segments")
+	f.IntVar(&o.maxPartitions, "max-partitions", 0, "most partitions this broker holds (0: derived from RLIMIT_NOFILE, leaving room for connections and cached segment files)")
+	f.StringVar(&o.objectStore, "object-store", "fs", "object store for tiered topics: fs (a local directory), s3, or none (tiering off)")
+	f.StringVar(&o.objectStoreDir, "object-store-dir", "", "directory of the fs object store (default <data-dir>/objects)")
+	f.StringVar(&o.s3Bucket, "s3-bucket", "", "S3 bucket (must exist)")
+	f.StringVar(&o.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL for S3-compatible servers (default AWS)")
+	f.StringVar(&o.s3Region, "s3-region", "", "S3 region (default from the AWS chain, else us-east-1)")
+	f.BoolVar(&o.s3PathStyle, "s3-path-style", false, "address buckets as <endpoint>/<bucket> (most S3-compatible servers)")
+	f.StringVar(&o.s3AccessKey, "s3-access-key", "", "static S3 access key (default: the standard AWS credentials chain)")
+	f.StringVar(&o.s3SecretKey, "s3-secret-key", "", "static S3 secret key")
+	f.DurationVar(&o.tierUploadInterval, "tier-upload-interval", time.Hour, "roll and upload an idle tiered partition's active segment once it is this old")
+	f.DurationVar(&o.tierCheckInterval, "tier-check-interval", 10*time.Second, "how often tiered partitions upload and apply retention")
+	f.DurationVar(&o.tierGracePeriod, "tier-grace-period", 10*time.Minute, "how long objects no manifest names are kept before deletion")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -151,7 +181,13 @@ func runServe(o serveOptions) error {
 		return err
 	}
 	slog.SetDefault(logger)
-	logFileLimit(logger)
+	nofile := logFileLimit(logger)
+	if o.maxPartitions == 0 && nofile > 0 {
+		// Each partition holds one descriptor; keep the segment-file cache
+		// and 4096 descriptors for connections and everything else.
+		o.maxPartitions = max(1, int(nofile)-o.maxOpenFiles-4096)
+		logger.Info("partition cap from RLIMIT_NOFILE", "max_partitions", o.maxPartitions)
+	}
 
 	host, portStr, err := net.SplitHostPort(o.listen)
 	if err != nil {
@@ -175,7 +211,15 @@ func runServe(o serveOptions) error {
 		o.advertisedPort = p
 	}
 
+	tm, closeStore, err := openTier(o, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer closeStore()
 	b, err := broker.Open(broker.Config{
+		Tier:                   tm,
+		TierCheckInterval:      o.tierCheckInterval,
 		NodeID:                 o.nodeID,
 		Host:                   o.advertisedHost,
 		Port:                   int32(o.advertisedPort),
@@ -186,6 +230,7 @@ func runServe(o serveOptions) error {
 		ProducerIDExpirationMs: o.producerIDExpiry.Milliseconds(),
 		RetentionCheckInterval: o.retentionCheck,
 		MaxOpenFiles:           o.maxOpenFiles,
+		MaxPartitions:          o.maxPartitions,
 		Logger:                 logger,
 	})
 	if err != nil {
@@ -208,7 +253,7 @@ func runServe(o serveOptions) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("strata broker started", "listen", ln.Addr().String(), "advertised", net.JoinHostPort(o.advertisedHost, strconv.Itoa(o.advertisedPort)),
-		"node_id", o.nodeID, "data_dir", o.dataDir)
+		"node_id", o.nodeID, "data_dir", o.dataDir, "object_store", o.objectStore)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -232,13 +277,14 @@ func runServe(o serveOptions) error {
 	return nil
 }
 
-// logFileLimit raises the soft RLIMIT_NOFILE to the hard limit and logs both:
-// every partition's active segment holds a descriptor.
-func logFileLimit(logger *slog.Logger) {
+// logFileLimit raises the soft RLIMIT_NOFILE to the hard limit, logs both
+// and returns the soft limit (0 if unknown): every partition's active
+// segment holds a descriptor.
+func logFileLimit(logger *slog.Logger) uint64 {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		logger.Warn("read RLIMIT_NOFILE", "err", err)
-		return
+		return 0
 	}
 	if rl.Cur < rl.Max {
 		raised := rl
@@ -248,4 +294,50 @@ func logFileLimit(logger *slog.Logger) {
 		}
 	}
 	logger.Info("file descriptor limit", "RLIMIT_NOFILE_soft", rl.Cur, "RLIMIT_NOFILE_hard", rl.Max)
+	return rl.Cur
+}
+
+// openTier opens the configured object store and the tier over it; (nil,
+// no-op) when tiering is off.
+func openTier(o serveOptions, logger *slog.Logger) (*tier.Manager, func(), error) {
+	var store objstore.Store
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	switch o.objectStore {
+	case "none", "":
+		return nil, func() {}, nil
+	case "fs":
+		dir := o.objectStoreDir
+		if dir == "" {
+			dir = filepath.Join(o.dataDir, "objects")
+		}
+		st, err := fs.New(dir)
+		if err != nil {
+			return nil, nil, fmt.Errorf("object store: %w", err)
+		}
+		store = st
+	case "s3":
+		st, err := s3.New(ctx, s3.Options{
+			Bucket: o.s3Bucket, Endpoint: o.s3Endpoint, Region: o.s3Region, PathStyle: o.s3PathStyle,
+			AccessKeyID: o.s3AccessKey, SecretAccessKey: o.s3SecretKey,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("object store: %w", err)
+		}
+		store = st
+	default:
+		return nil, nil, fmt.Errorf("--object-store must be fs, s3 or none, got %q", o.objectStore)
+	}
+	tm, err := tier.NewManager(ctx, tier.Config{
+		Store:          store,
+		TempDir:        filepath.Join(o.dataDir, "tier-tmp"),
+		UploadInterval: o.tierUploadInterval,
+		GracePeriod:    o.tierGracePeriod,
+		Logger:         logger,
+	})
+	if err != nil {
+		store.Close()
+		return nil, nil, fmt.Errorf("tiered storage: %w", err)
+	}
+	return tm, func() { store.Close() }, nil
 }

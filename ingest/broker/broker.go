@@ -23,6 +23,7 @@ import (
 	"github.com/strata-io/strata/ingest/log/vfs"
 	"github.com/strata-io/strata/ingest/producer"
 	"github.com/strata-io/strata/ingest/topicconfig"
+	"github.com/strata-io/strata/tier"
 )
 
 // Config is the broker-level configuration.
@@ -43,12 +44,26 @@ type Config struct {
 	RetentionCheckInterval time.Duration
 	// MaxOpenFiles bounds descriptors held for sealed segments.
 	MaxOpenFiles int
+	// MaxPartitions caps the partitions this broker holds (each holds a
+	// descriptor for its active segment); 0 means no cap. Creations beyond
+	// it are refused with INVALID_PARTITIONS instead of running the process
+	// out of descriptors.
+	MaxPartitions int
 	// SyncWorkers is the group-commit fsync pool size.
 	SyncWorkers int
 
 	Logger *slog.Logger
 	// FS is the file system for partition logs; nil means the OS.
 	FS vfs.FS
+
+	// Tier is the object-store tier; nil disables remote.storage.enable.
+	Tier *tier.Manager
+	// TierCheckInterval is how often tiered partitions upload, apply
+	// retention to both tiers and (every TierGCEvery checks) collect garbage.
+	TierCheckInterval time.Duration
+	TierGCEvery       int
+	// TierWorkers bounds the partitions uploading at once.
+	TierWorkers int
 }
 
 func (c *Config) setDefaults() {
@@ -73,6 +88,15 @@ func (c *Config) setDefaults() {
 	if c.FS == nil {
 		c.FS = vfs.Default
 	}
+	if c.TierCheckInterval <= 0 {
+		c.TierCheckInterval = 10 * time.Second
+	}
+	if c.TierGCEvery <= 0 {
+		c.TierGCEvery = 30
+	}
+	if c.TierWorkers <= 0 {
+		c.TierWorkers = 2
+	}
 }
 
 // Broker serves the partitions of one node.
@@ -91,6 +115,9 @@ type Broker struct {
 	// openMu serialises partition opens so that two callers never run
 	// recovery on the same directory at once.
 	openMu sync.Mutex
+	// delMu guards the pending remote deletions file; delRun serialises
+	// deletion runs.
+	delMu, delRun sync.Mutex
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -153,6 +180,10 @@ func Open(cfg Config) (*Broker, error) {
 	meta.Watch(b.onMetadata)
 	b.wg.Add(1)
 	go b.housekeeping()
+	if cfg.Tier != nil {
+		b.wg.Add(1)
+		go b.tierLoop()
+	}
 	return b, nil
 }
 
@@ -253,6 +284,10 @@ func (b *Broker) openPartition(t cluster.Topic, idx int32) (*Partition, error) {
 		return nil, fmt.Errorf("open partition %s-%d: %w", t.Name, idx, err)
 	}
 	p.log = l
+	if err := b.attachTier(p, tc); err != nil {
+		l.Close()
+		return nil, err
+	}
 	b.mu.Lock()
 	b.mu.parts[key] = p
 	b.mu.Unlock()
@@ -271,11 +306,16 @@ func (b *Broker) onMetadata(ev cluster.Event) {
 			}
 		}
 		b.mu.Unlock()
+		tiered := false
 		for _, p := range gone {
 			p.close()
+			tiered = tiered || p.tiered() != nil
 			if err := p.log.Delete(); err != nil {
 				b.log.Error("delete partition log", "topic", p.Topic, "partition", p.Index, "err", err)
 			}
+		}
+		if tiered {
+			b.deleteRemote(ev.ID, int32(len(gone)))
 		}
 		return
 	}
@@ -291,6 +331,9 @@ func (b *Broker) onMetadata(ev cluster.Event) {
 			continue
 		}
 		p.setConfig(tc, logConfig(tc, &b.cfg))
+		if err := b.attachTier(p, tc); err != nil {
+			b.log.Error("enable tiering", "topic", t.Name, "partition", i, "err", err)
+		}
 	}
 }
 
@@ -332,6 +375,22 @@ func IsInternal(name string) bool {
 	return strings.HasPrefix(name, "__")
 }
 
+// checkPartitionBudget refuses adding n partitions beyond MaxPartitions.
+func (b *Broker) checkPartitionBudget(n int) error {
+	if b.cfg.MaxPartitions <= 0 {
+		return nil
+	}
+	have := 0
+	for _, t := range b.meta.Topics() {
+		have += len(t.Partitions)
+	}
+	if have+n > b.cfg.MaxPartitions {
+		return fmt.Errorf("%w: this broker holds %d partitions and may hold at most %d (each needs a file descriptor; raise RLIMIT_NOFILE or --max-partitions)",
+			ErrInvalidPartitions, have, b.cfg.MaxPartitions)
+	}
+	return nil
+}
+
 // CreateTopic creates a topic. partitions or replicationFactor of -1 take the
 // broker defaults. With validateOnly nothing is created.
 func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor int16, configs map[string]string, validateOnly bool) (cluster.Topic, error) {
@@ -350,7 +409,10 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 	if replicationFactor <= 0 || int(replicationFactor) > len(b.meta.Brokers()) {
 		return cluster.Topic{}, fmt.Errorf("%w: replication factor %d is larger than the %d available brokers", ErrInvalidReplication, replicationFactor, len(b.meta.Brokers()))
 	}
-	if err := topicconfig.Validate(configs); err != nil {
+	if err := topicconfig.Validate(configs, b.configOptions()); err != nil {
+		return cluster.Topic{}, err
+	}
+	if err := b.checkPartitionBudget(int(partitions)); err != nil {
 		return cluster.Topic{}, err
 	}
 	t := cluster.Topic{Name: name, Partitions: make([]cluster.Partition, partitions), Configs: configs}
@@ -387,6 +449,9 @@ func (b *Broker) CreatePartitions(name string, total int32, validateOnly bool) e
 	if total > 100000 {
 		return fmt.Errorf("%w: at most 100000 partitions", ErrInvalidPartitions)
 	}
+	if err := b.checkPartitionBudget(int(total) - len(t.Partitions)); err != nil {
+		return err
+	}
 	if validateOnly {
 		return nil
 	}
@@ -396,11 +461,16 @@ func (b *Broker) CreatePartitions(name string, total int32, validateOnly bool) e
 
 // SetTopicConfigs replaces a topic's config overrides after validating them.
 func (b *Broker) SetTopicConfigs(name string, configs map[string]string, validateOnly bool) error {
-	if _, ok := b.meta.Topic(name); !ok {
+	t, ok := b.meta.Topic(name)
+	if !ok {
 		return ErrUnknownTopicOrPartition
 	}
-	if err := topicconfig.Validate(configs); err != nil {
+	if err := topicconfig.Validate(configs, b.configOptions()); err != nil {
 		return err
+	}
+	if topicconfig.Resolve(t.Configs).RemoteStorage && !topicconfig.Resolve(configs).RemoteStorage {
+		return &topicconfig.Error{Name: topicconfig.RemoteStorageEnable, Value: "false",
+			Reason: "tiered storage cannot be turned off for a topic once on (its history lives in the bucket)"}
 	}
 	if validateOnly {
 		return nil
@@ -435,6 +505,10 @@ func (b *Broker) ApplyRetention() {
 	b.mu.RUnlock()
 	for _, p := range parts {
 		c := p.Config()
+		if p.tiered() != nil {
+			p.log.ExpireProducers()
+			continue // the tier loop applies retention to both tiers
+		}
 		if n, err := p.log.ApplyRetention(c.RetentionMs, c.RetentionBytes); err != nil {
 			b.log.Warn("retention", "topic", p.Topic, "partition", p.Index, "err", err)
 		} else if n > 0 {

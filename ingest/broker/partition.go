@@ -2,14 +2,17 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/strata-io/strata/ingest/batch"
 	"github.com/strata-io/strata/ingest/cluster"
 	plog "github.com/strata-io/strata/ingest/log"
 	"github.com/strata-io/strata/ingest/topicconfig"
+	"github.com/strata-io/strata/tier"
 )
 
 // Partition is one partition this broker leads.
@@ -19,6 +22,7 @@ type Partition struct {
 	Index   int32
 
 	log *plog.Log
+	tp  atomic.Pointer[tier.Partition] // set when the topic is tiered
 
 	mu struct {
 		sync.Mutex
@@ -48,6 +52,13 @@ func (p *Partition) setConfig(c topicconfig.Config, lc plog.Config) {
 	p.log.SetConfig(lc)
 }
 
+func (p *Partition) tiered() *tier.Partition { return p.tp.Load() }
+
+func (p *Partition) setTiered(tp *tier.Partition) { p.tp.Store(tp) }
+
+// Tier returns the partition's tier, nil unless the topic is tiered.
+func (p *Partition) Tier() *tier.Partition { return p.tiered() }
+
 // LeaderEpoch is the partition's current leader epoch. A single node keeps
 // epoch 0 until the metadata quorum arrives.
 func (p *Partition) LeaderEpoch() int32 { return 0 }
@@ -61,6 +72,20 @@ func (p *Partition) LastStableOffset() int64 { return p.log.DurableOffset() }
 
 // LogStartOffset is the first offset still in the log.
 func (p *Partition) LogStartOffset() int64 { return p.log.StartOffset() }
+
+// LocalStartOffset is the first offset on local disk (KIP-1005's
+// earliest-local).
+func (p *Partition) LocalStartOffset() int64 { return p.log.LocalStartOffset() }
+
+// LatestTieredOffset is the last offset in the bucket, -1 if none
+// (KIP-1005's latest-tiered).
+func (p *Partition) LatestTieredOffset() int64 {
+	tp := p.tiered()
+	if tp == nil || len(tp.Manifest().Entries) == 0 {
+		return -1
+	}
+	return tp.RemoteEndOffset() - 1
+}
 
 // LogEndOffset is the offset the next appended record gets.
 func (p *Partition) LogEndOffset() int64 { return p.log.EndOffset() }
@@ -159,15 +184,29 @@ func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
 	return p.log.WaitDurable(ctx, offset)
 }
 
+// ErrRemoteRead is returned by Read when the offset lies in the bucket and
+// the caller did not allow remote reads (it must not block).
+var ErrRemoteRead = errors.New("offset is only in the remote tier")
+
 // Read returns whole batches starting with the one holding offset, at most
 // maxBytes (but always one batch), below the high watermark. It returns no
 // data when offset is at or above the high watermark but within the log.
-func (p *Partition) Read(offset int64, maxBytes int) ([]byte, error) {
+// Offsets below the local log start of a tiered partition are read from the
+// bucket when remote is set, else ErrRemoteRead is returned.
+func (p *Partition) Read(ctx context.Context, offset int64, maxBytes int, remote bool) ([]byte, error) {
 	hw := p.HighWatermark()
 	if offset >= hw && offset <= p.log.EndOffset() {
 		return nil, nil
 	}
-	return p.log.Read(offset, maxBytes, hw)
+	data, err := p.log.Read(offset, maxBytes, hw)
+	tp := p.tiered()
+	if tp == nil || !errors.Is(err, plog.ErrBelowLocalStart) {
+		return data, err
+	}
+	if !remote {
+		return nil, ErrRemoteRead
+	}
+	return tp.Read(ctx, offset, maxBytes)
 }
 
 // DeleteRecords moves the log start offset to offset (-1: the high
@@ -189,8 +228,15 @@ func (p *Partition) DeleteRecords(offset int64) (int64, error) {
 }
 
 // OffsetForTimestamp returns the first offset whose timestamp is at or after
-// ts, among durable records.
-func (p *Partition) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool, err error) {
+// ts, among durable records, looking in the bucket first for tiered
+// partitions (it may do remote I/O).
+func (p *Partition) OffsetForTimestamp(ctx context.Context, ts int64) (offset, timestamp int64, found bool, err error) {
+	if tp := p.tiered(); tp != nil {
+		off, t, ok, err := tp.OffsetForTimestamp(ctx, ts)
+		if err != nil || ok {
+			return off, t, ok, err
+		}
+	}
 	off, t, ok, err := p.log.OffsetForTimestamp(ts)
 	if err != nil || !ok || off >= p.HighWatermark() {
 		return -1, -1, false, err
@@ -199,8 +245,20 @@ func (p *Partition) OffsetForTimestamp(ts int64) (offset, timestamp int64, found
 }
 
 // MaxTimestamp returns the offset and timestamp of the record with the
-// largest timestamp.
-func (p *Partition) MaxTimestamp() (offset, ts int64, err error) { return p.log.MaxTimestamp() }
+// largest timestamp, across both tiers (it may do remote I/O).
+func (p *Partition) MaxTimestamp(ctx context.Context) (offset, ts int64, err error) {
+	off, ts, err := p.log.MaxTimestamp()
+	if tp := p.tiered(); tp != nil && err == nil {
+		roff, rts, rerr := tp.MaxTimestamp(ctx)
+		if rerr != nil {
+			return -1, -1, rerr
+		}
+		if rts > ts {
+			return roff, rts, nil
+		}
+	}
+	return off, ts, err
+}
 
 // EndOffsetForEpoch answers OffsetForLeaderEpoch.
 func (p *Partition) EndOffsetForEpoch(epoch int32) (int32, int64) {

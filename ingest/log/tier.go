@@ -478,7 +478,8 @@ func (l *Log) resetFiles(old *segment, logStart, next int64, snapshot []byte, ep
 	if err != nil {
 		return nil, fmt.Errorf("reset: create %s: %w", path, err)
 	}
-	if err := writeAll(f, appendSegmentHeader(nil, next)); err == nil {
+	err = writeAll(f, appendSegmentHeader(nil, next))
+	if err == nil {
 		err = f.Datasync()
 	}
 	if err != nil {

@@ -216,9 +216,15 @@ func checkType(t Type, v string) error {
 	return nil
 }
 
+// Options describe what the broker supports, for Validate.
+type Options struct {
+	// Tiering is true when the broker has an object store configured.
+	Tiering bool
+}
+
 // Validate checks a full set of overrides: each value, then the rules that
 // tie configs together.
-func Validate(overrides map[string]string) error {
+func Validate(overrides map[string]string, opts Options) error {
 	names := make([]string, 0, len(overrides))
 	for n := range overrides {
 		names = append(names, n)
@@ -230,14 +236,20 @@ func Validate(overrides map[string]string) error {
 		}
 	}
 	c := Resolve(overrides)
-	if c.RemoteStorage {
-		return &Error{Name: RemoteStorageEnable, Value: "true", Reason: "tiered storage is not enabled on this broker"}
+	if !c.RemoteStorage {
+		// As in Kafka, local.* values are accepted but inert without tiering.
+		return nil
 	}
-	if c.LocalRetentionMs >= 0 && c.RetentionMs >= 0 && c.LocalRetentionMs > c.RetentionMs {
-		return &Error{Name: LocalRetentionMs, Value: overrides[LocalRetentionMs], Reason: "must not exceed retention.ms"}
+	if !opts.Tiering {
+		return &Error{Name: RemoteStorageEnable, Value: "true", Reason: "tiered storage is not enabled on this broker (start it with an object store)"}
 	}
-	if c.LocalRetentionBytes >= 0 && c.RetentionBytes >= 0 && c.LocalRetentionBytes > c.RetentionBytes {
-		return &Error{Name: LocalRetentionBytes, Value: overrides[LocalRetentionBytes], Reason: "must not exceed retention.bytes"}
+	// A finite total bounds the local tier: local must be finite and no
+	// larger (Kafka's rule).
+	if c.RetentionMs >= 0 && (c.LocalRetentionMs < 0 || c.LocalRetentionMs > c.RetentionMs) {
+		return &Error{Name: LocalRetentionMs, Value: overrides[LocalRetentionMs], Reason: "must not exceed retention.ms, nor be -1 while retention.ms is finite"}
+	}
+	if c.RetentionBytes >= 0 && (c.LocalRetentionBytes < 0 || c.LocalRetentionBytes > c.RetentionBytes) {
+		return &Error{Name: LocalRetentionBytes, Value: overrides[LocalRetentionBytes], Reason: "must not exceed retention.bytes, nor be -1 while retention.bytes is finite"}
 	}
 	return nil
 }

@@ -28,12 +28,11 @@ func TestValidate(t *testing.T) {
 		{map[string]string{MinCleanableDirtyRatio: "1.5"}, MinCleanableDirtyRatio, "between"},
 		{map[string]string{"made.up": "1"}, "made.up", "unknown"},
 		{map[string]string{RemoteStorageEnable: "true"}, RemoteStorageEnable, "tiered storage"},
-		{map[string]string{RetentionMs: "1000", LocalRetentionMs: "2000"}, LocalRetentionMs, "retention.ms"},
-		{map[string]string{RetentionMs: "1000", LocalRetentionMs: "-2"}, "", ""},
-		{map[string]string{RetentionBytes: "100", LocalRetentionBytes: "200"}, LocalRetentionBytes, "retention.bytes"},
+		// Without tiering, local.* values are accepted but inert, as in Kafka.
+		{map[string]string{RetentionMs: "1000", LocalRetentionMs: "2000"}, "", ""},
 	}
 	for _, c := range cases {
-		err := Validate(c.in)
+		err := Validate(c.in, Options{})
 		if c.bad == "" {
 			if err != nil {
 				t.Errorf("%v: %v", c.in, err)
@@ -43,6 +42,37 @@ func TestValidate(t *testing.T) {
 		var ce *Error
 		if !errors.As(err, &ce) || ce.Name != c.bad || !strings.Contains(err.Error(), c.message) || !strings.Contains(err.Error(), c.bad) {
 			t.Errorf("%v: got %v, want an error naming %s containing %q", c.in, err, c.bad, c.message)
+		}
+	}
+}
+
+func TestValidateTiered(t *testing.T) {
+	tiered := func(kv ...string) map[string]string {
+		m := map[string]string{RemoteStorageEnable: "true"}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	cases := []struct {
+		in  map[string]string
+		bad string
+	}{
+		{tiered(), ""},
+		{tiered(RetentionMs, "1000", LocalRetentionMs, "-2"), ""},
+		{tiered(RetentionMs, "1000", LocalRetentionMs, "500"), ""},
+		{tiered(RetentionMs, "-1", LocalRetentionMs, "-1"), ""},
+		{tiered(RetentionMs, "-1", LocalRetentionMs, "60000"), ""},
+		{tiered(RetentionMs, "1000", LocalRetentionMs, "2000"), LocalRetentionMs},
+		{tiered(RetentionMs, "1000", LocalRetentionMs, "-1"), LocalRetentionMs},
+		{tiered(RetentionBytes, "100", LocalRetentionBytes, "200"), LocalRetentionBytes},
+		{tiered(RetentionBytes, "100", LocalRetentionBytes, "50"), ""},
+	}
+	for _, c := range cases {
+		err := Validate(c.in, Options{Tiering: true})
+		var ce *Error
+		if c.bad == "" && err != nil || c.bad != "" && (!errors.As(err, &ce) || ce.Name != c.bad) {
+			t.Errorf("%v: got %v, want error naming %q", c.in, err, c.bad)
 		}
 	}
 }

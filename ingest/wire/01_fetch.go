@@ -13,9 +13,14 @@ package wire
 // carries session id 0, which tells clients to keep sending full requests;
 // an incremental request naming a session gets FETCH_SESSION_ID_NOT_FOUND.
 // Leader epochs in requests (v9+) are checked: older epochs get
-// FENCED_LEADER_EPOCH, newer ones UNKNOWN_LEADER_EPOCH.
+// FENCED_LEADER_EPOCH, newer ones UNKNOWN_LEADER_EPOCH. Offsets below the
+// local log start of a tiered topic are read from the bucket (footer, then a
+// ranged GET of the chunk that holds them) on the request's own goroutine,
+// so cold reads never hold up the connection's other requests or produce.
 
 import (
+	"context"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -33,11 +38,19 @@ func handleFetch(s *Server, r *Request) Reply {
 		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
 		return Reply{Resp: resp}
 	}
-	resp, n, done := buildFetch(s, req)
-	if done || req.MaxWaitMillis <= 0 || n >= int(req.MinBytes) {
+	// A first pass serves what is on local disk without blocking; offsets
+	// only in the bucket make the whole request wait on its own goroutine.
+	resp, n, done, remote := buildFetch(s, r.Ctx, req, false)
+	if !remote && (done || req.MaxWaitMillis <= 0 || n >= int(req.MinBytes)) {
 		return Reply{Resp: resp}
 	}
 	return Reply{Wait: func() kmsg.Response {
+		if remote {
+			resp, n, done, _ = buildFetch(s, r.Ctx, req, true)
+			if done || req.MaxWaitMillis <= 0 || n >= int(req.MinBytes) {
+				return resp
+			}
+		}
 		w := broker.NewWaiter()
 		var parts []*broker.Partition
 		for _, t := range req.Topics {
@@ -58,12 +71,12 @@ func handleFetch(s *Server, r *Request) Reply {
 		for {
 			select {
 			case <-w.C:
-				resp, n, done = buildFetch(s, req)
+				resp, n, done, _ = buildFetch(s, r.Ctx, req, true)
 				if done || n >= int(req.MinBytes) {
 					return resp
 				}
 			case <-timer.C:
-				resp, _, _ = buildFetch(s, req)
+				resp, _, _, _ = buildFetch(s, r.Ctx, req, true)
 				return resp
 			case <-r.Ctx.Done():
 				return resp
@@ -73,15 +86,16 @@ func handleFetch(s *Server, r *Request) Reply {
 }
 
 // buildFetch reads every requested partition. It returns the response, the
-// record bytes in it, and whether an error should end a long poll early.
-func buildFetch(s *Server, req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool) {
+// record bytes in it, whether an error should end a long poll early, and
+// whether a partition needed a remote read that remote did not allow.
+func buildFetch(s *Server, ctx context.Context, req *kmsg.FetchRequest, remote bool) (*kmsg.FetchResponse, int, bool, bool) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	budget := int(req.MaxBytes)
 	if req.Version < 3 || budget <= 0 {
 		budget = 1<<31 - 1
 	}
 	total := 0
-	hasErr := false
+	hasErr, needRemote := false, false
 	for _, t := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic = t.Topic
@@ -91,8 +105,10 @@ func buildFetch(s *Server, req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
 			// Never null: librdkafka refuses a null record set.
 			sp.RecordBatches = []byte{}
-			data, err := fetchOne(s, req, t.Topic, fp, &sp, budget-total, total == 0)
-			if err != nil {
+			data, err := fetchOne(s, ctx, req, t.Topic, fp, &sp, budget-total, total == 0, remote)
+			if errors.Is(err, broker.ErrRemoteRead) {
+				needRemote = true
+			} else if err != nil {
 				sp.ErrorCode = errCode(err)
 				hasErr = true
 			} else if len(data) > 0 {
@@ -103,10 +119,10 @@ func buildFetch(s *Server, req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	return resp, total, hasErr
+	return resp, total, hasErr, needRemote
 }
 
-func fetchOne(s *Server, req *kmsg.FetchRequest, topic string, fp kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, budget int, first bool) ([]byte, error) {
+func fetchOne(s *Server, ctx context.Context, req *kmsg.FetchRequest, topic string, fp kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, budget int, first, remote bool) ([]byte, error) {
 	p, err := s.Broker.Partition(topic, fp.Partition)
 	if err != nil {
 		return nil, err
@@ -127,7 +143,7 @@ func fetchOne(s *Server, req *kmsg.FetchRequest, topic string, fp kmsg.FetchRequ
 	if limit <= 0 && !first {
 		return nil, nil
 	}
-	data, err := p.Read(fp.FetchOffset, limit)
+	data, err := p.Read(ctx, fp.FetchOffset, limit, remote)
 	if err != nil {
 		return nil, err
 	}

@@ -1,22 +1,33 @@
 package wire
 
-// ListOffsets (key 2), versions 1–7.
+// ListOffsets (key 2), versions 1–9.
 //
 // Timestamp -1 answers the high watermark (the last stable offset for
 // read_committed, equal until transactions exist), -2 the log start offset,
 // -3 (v7+) the offset and timestamp of the record with the largest
 // timestamp, and any other value the first offset whose timestamp is at or
-// after it, found through the time index (offset -1 when there is none).
+// after it, found through the time index (offset -1 when there is none),
+// in the bucket first for tiered topics. KIP-1005: -4 (v8+) answers the
+// earliest offset on local disk, -5 (v9+) the latest offset in the bucket
+// (-1 when nothing is tiered).
 // The leader epoch is checked (v4+) and returned. Version 0 (old-style
 // offset lists) is not served, as in Kafka 4.
 
 import (
+	"context"
+
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(2, 1, 7, handleListOffsets) }
+func init() { register(2, 1, 9, handleListOffsets) }
 
+// handleListOffsets answers on its own goroutine: lookups in tiered
+// partitions may read segment footers from the bucket.
 func handleListOffsets(s *Server, r *Request) Reply {
+	return Reply{Wait: func() kmsg.Response { return listOffsets(s, r) }}
+}
+
+func listOffsets(s *Server, r *Request) kmsg.Response {
 	req := r.Body.(*kmsg.ListOffsetsRequest)
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
 	for _, rt := range req.Topics {
@@ -26,17 +37,17 @@ func handleListOffsets(s *Server, r *Request) Reply {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, -1
-			if err := listOffset(s, rt.Topic, rp, &sp); err != nil {
+			if err := listOffset(s, r.Ctx, rt.Topic, rp, &sp); err != nil {
 				sp.ErrorCode = errCode(err)
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	return Reply{Resp: resp}
+	return resp
 }
 
-func listOffset(s *Server, topic string, rp kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) error {
+func listOffset(s *Server, ctx context.Context, topic string, rp kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) error {
 	p, err := s.Broker.Partition(topic, rp.Partition)
 	if err != nil {
 		return err
@@ -50,14 +61,18 @@ func listOffset(s *Server, topic string, rp kmsg.ListOffsetsRequestTopicPartitio
 		sp.Offset = p.HighWatermark()
 	case -2:
 		sp.Offset = p.LogStartOffset()
+	case -4:
+		sp.Offset = p.LocalStartOffset()
+	case -5:
+		sp.Offset = p.LatestTieredOffset()
 	case -3:
-		off, ts, err := p.MaxTimestamp()
+		off, ts, err := p.MaxTimestamp(ctx)
 		if err != nil {
 			return err
 		}
 		sp.Offset, sp.Timestamp = off, ts
 	default:
-		off, ts, ok, err := p.OffsetForTimestamp(rp.Timestamp)
+		off, ts, ok, err := p.OffsetForTimestamp(ctx, rp.Timestamp)
 		if err != nil {
 			return err
 		}

@@ -54,7 +54,7 @@ func TestTopicAdmin(t *testing.T) {
 		{"badcfg", 1, 1, map[string]*string{"retention.ms": ptr("soon")}, kerr.InvalidConfig, "retention.ms"},
 		{"unknowncfg", 1, 1, map[string]*string{"no.such.config": ptr("1")}, kerr.InvalidConfig, "no.such.config"},
 		{"compact", 1, 1, map[string]*string{"cleanup.policy": ptr("compact")}, kerr.InvalidConfig, "cleanup.policy"},
-		{"local-gt-total", 1, 1, map[string]*string{"retention.ms": ptr("1000"), "local.retention.ms": ptr("2000")}, kerr.InvalidConfig, "local.retention.ms"},
+		{"tiering-off", 1, 1, map[string]*string{"remote.storage.enable": ptr("true")}, kerr.InvalidConfig, "remote.storage.enable"},
 	}
 	for _, c := range bad {
 		r, err := adm.CreateTopic(ctx, c.parts, c.rf, c.configs, c.name)
@@ -204,5 +204,27 @@ func TestDeleteRecordsMovesLogStart(t *testing.T) {
 	start, _ = adm.ListStartOffsets(ctx, topic)
 	if o, _ := start.Lookup(topic, 0); o.Offset != 30 {
 		t.Fatalf("start offset after restart %d, want 30", o.Offset)
+	}
+}
+
+func TestPartitionBudget(t *testing.T) {
+	ip := startInproc(t, "", func(b *brokerCfg, _ *wireCfg) { b.MaxPartitions = 5 })
+	adm := newAdmin(t, ip.addr)
+	ctx := ctxT(t, time.Minute)
+	if _, err := adm.CreateTopic(ctx, 4, 1, nil, "fits"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := adm.CreateTopic(ctx, 2, 1, nil, "too-many")
+	if err == nil {
+		err = r.Err
+	}
+	if !errors.Is(err, kerr.InvalidPartitions) || !strings.Contains(r.ErrMessage, "at most 5") {
+		t.Fatalf("create beyond the partition budget: %v %q", err, r.ErrMessage)
+	}
+	if cr, err := adm.UpdatePartitions(ctx, 6, "fits"); err == nil && cr["fits"].Err == nil {
+		t.Fatal("growing beyond the partition budget accepted")
+	}
+	if _, err := adm.UpdatePartitions(ctx, 5, "fits"); err != nil {
+		t.Fatal(err)
 	}
 }

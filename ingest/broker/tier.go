@@ -1,0 +1,212 @@
+package broker
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/strata-io/strata/ingest/cluster"
+	"github.com/strata-io/strata/ingest/topicconfig"
+	"github.com/strata-io/strata/tier"
+)
+
+func (b *Broker) configOptions() topicconfig.Options {
+	return topicconfig.Options{Tiering: b.cfg.Tier != nil}
+}
+
+// attachTier opens the tier of a partition whose topic has
+// remote.storage.enable=true. It lines the local log up with the bucket
+// first (a wiped disk continues from the remote end).
+func (b *Broker) attachTier(p *Partition, tc topicconfig.Config) error {
+	if b.cfg.Tier == nil || !tc.RemoteStorage || p.tiered() != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Minute)
+	defer cancel()
+	tp, err := b.cfg.Tier.OpenPartition(ctx, p.TopicID, p.Index, p.LeaderEpoch(), p.log)
+	if err != nil {
+		return fmt.Errorf("open tier of %s-%d: %w", p.Topic, p.Index, err)
+	}
+	p.setTiered(tp)
+	return nil
+}
+
+// tierLoop uploads, applies retention to both tiers and collects garbage for
+// every tiered partition, a bounded number at a time.
+func (b *Broker) tierLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.cfg.TierCheckInterval)
+	defer t.Stop()
+	b.resumeRemoteDeletions()
+	for round := 1; ; round++ {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+		b.TierPass(round%b.cfg.TierGCEvery == 0)
+	}
+}
+
+// TierPass runs one upload and retention pass (and garbage collection when
+// gc is set) over every tiered partition and waits for it to finish.
+func (b *Broker) TierPass(gc bool) {
+	b.mu.RLock()
+	var parts []*Partition
+	for _, p := range b.mu.parts {
+		if p.tiered() != nil {
+			parts = append(parts, p)
+		}
+	}
+	b.mu.RUnlock()
+	sem := make(chan struct{}, b.cfg.TierWorkers)
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		select {
+		case sem <- struct{}{}:
+		case <-b.ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			b.tierPartition(p, gc)
+		}()
+	}
+	wg.Wait()
+}
+
+func (b *Broker) tierPartition(p *Partition, gc bool) {
+	tp := p.tiered()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Minute)
+	defer cancel()
+	logger := b.log.With("topic", p.Topic, "partition", p.Index)
+	if _, err := tp.Upload(ctx, p.HighWatermark()); err != nil {
+		// The store may be down: uploads resume on the next pass and local
+		// data stays until it is uploaded.
+		logger.Warn("tier upload", "err", err)
+		return
+	}
+	c := p.Config()
+	local, remote, err := tp.ApplyRetention(ctx, tier.Retention{
+		RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
+		LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes,
+	})
+	if err != nil {
+		logger.Warn("tier retention", "err", err)
+	} else if local+remote > 0 {
+		logger.Debug("tier retention", "local_segments_deleted", local, "remote_segments_dropped", remote)
+	}
+	if gc {
+		if _, err := tp.GC(ctx); err != nil {
+			logger.Warn("tier garbage collection", "err", err)
+		}
+	}
+}
+
+// Remote data of deleted topics is removed by a background job; the pending
+// list is persisted so an interrupted deletion resumes after a restart.
+type remoteDeletion struct {
+	TopicID    string `json:"topic_id"`
+	Partitions int32  `json:"partitions"`
+}
+
+type remoteDeletions struct {
+	Version int              `json:"version"`
+	Pending []remoteDeletion `json:"pending"`
+}
+
+func (b *Broker) deletionsPath() string { return filepath.Join(b.cfg.DataDir, "tier-deletions.json") }
+
+// deleteRemote records a tiered topic's remote data for deletion and starts
+// deleting it.
+func (b *Broker) deleteRemote(id cluster.TopicID, partitions int32) {
+	b.delMu.Lock()
+	pend := b.loadDeletionsLocked()
+	pend = append(pend, remoteDeletion{TopicID: id.String(), Partitions: partitions})
+	err := b.saveDeletionsLocked(pend)
+	b.delMu.Unlock()
+	if err != nil {
+		b.log.Error("record remote deletion", "topic_id", id.String(), "err", err)
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.resumeRemoteDeletions()
+	}()
+}
+
+// resumeRemoteDeletions deletes the remote data of every pending topic.
+func (b *Broker) resumeRemoteDeletions() {
+	b.delRun.Lock()
+	defer b.delRun.Unlock()
+	b.delMu.Lock()
+	pend := b.loadDeletionsLocked()
+	b.delMu.Unlock()
+	for _, d := range pend {
+		var id cluster.TopicID
+		if raw, err := hex.DecodeString(d.TopicID); err != nil || len(raw) != len(id) {
+			b.log.Error("bad pending remote deletion", "topic_id", d.TopicID, "err", err)
+			continue
+		} else {
+			copy(id[:], raw)
+		}
+		total := 0
+		var err error
+		for part := int32(0); part < d.Partitions && err == nil; part++ {
+			var n int
+			n, err = b.cfg.Tier.DeletePartitionData(b.ctx, id, part)
+			total += n
+		}
+		if err != nil {
+			b.log.Warn("remote deletion of a deleted topic; will retry", "topic_id", d.TopicID, "err", err)
+			continue
+		}
+		b.log.Info("deleted remote data of a deleted topic", "topic_id", d.TopicID, "objects", total)
+		b.delMu.Lock()
+		rest := b.loadDeletionsLocked()
+		for i := range rest {
+			if rest[i] == d {
+				rest = append(rest[:i], rest[i+1:]...)
+				break
+			}
+		}
+		if err := b.saveDeletionsLocked(rest); err != nil {
+			b.log.Error("record remote deletion done", "topic_id", d.TopicID, "err", err)
+		}
+		b.delMu.Unlock()
+	}
+}
+
+func (b *Broker) loadDeletionsLocked() []remoteDeletion {
+	raw, err := os.ReadFile(b.deletionsPath())
+	if os.IsNotExist(err) {
+		return nil
+	}
+	var f remoteDeletions
+	if err == nil {
+		err = json.Unmarshal(raw, &f)
+	}
+	if err == nil && f.Version != 1 {
+		err = fmt.Errorf("unsupported version %d", f.Version)
+	}
+	if err != nil {
+		b.log.Error("read pending remote deletions", "path", b.deletionsPath(), "err", err)
+		return nil
+	}
+	return f.Pending
+}
+
+func (b *Broker) saveDeletionsLocked(p []remoteDeletion) error {
+	raw, err := json.Marshal(remoteDeletions{Version: 1, Pending: p})
+	if err != nil {
+		return err
+	}
+	return cluster.WriteFileAtomic(b.deletionsPath(), raw)
+}

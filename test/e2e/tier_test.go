@@ -1,0 +1,181 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/strata-io/strata/ingest/broker"
+	"github.com/strata-io/strata/tier"
+	"github.com/strata-io/strata/tier/objstore"
+	"github.com/strata-io/strata/tier/objstore/fs"
+)
+
+// withTier gives the broker an fs object store in storeDir and a fast tier
+// loop.
+func withTier(t testing.TB, storeDir string) inprocOpt {
+	return func(b *brokerCfg, _ *wireCfg) {
+		st, err := fs.New(storeDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		tm, err := tier.NewManager(context.Background(), tier.Config{
+			Store: st, TempDir: filepath.Join(b.DataDir, "tier-tmp"), Logger: b.Logger,
+			ChunkTarget: 64 << 10,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Tier = tm
+		b.TierCheckInterval = 50 * time.Millisecond
+		b.TierGCEvery = 5
+	}
+}
+
+func listObjects(t testing.TB, storeDir string) []string {
+	st, err := fs.New(storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var keys []string
+	err = st.List(context.Background(), "", func(o objstore.ObjectInfo) error {
+		if !strings.HasPrefix(o.Key, "_strata/") {
+			keys = append(keys, o.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tieredPartition(t testing.TB, b *broker.Broker, topic string) *broker.Partition {
+	p, err := b.Partition(topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestTieredTopicRoundTrip produces to a tiered topic with small segments
+// and no local retention to speak of, waits until the history lives only in
+// the bucket, reads it all back from offset 0 and by timestamp, then wipes
+// the partition directory and checks that the broker continues from the
+// bucket. Deleting the topic empties its objects.
+func TestTieredTopicRoundTrip(t *testing.T) {
+	dataDir, storeDir := t.TempDir(), t.TempDir()
+	ip := startInproc(t, dataDir, withTier(t, storeDir))
+	ctx := ctxT(t, 2*time.Minute)
+	adm := newAdmin(t, ip.addr)
+	const topic = "tiered"
+	cfgs := map[string]*string{
+		"remote.storage.enable": ptr("true"),
+		"segment.bytes":         ptr("16384"),
+		"local.retention.bytes": ptr("1"),
+		"retention.bytes":       ptr("-1"),
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, cfgs, topic); err != nil {
+		t.Fatal(err)
+	}
+	// Local retention must fit inside a finite total when tiering is on.
+	r, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"remote.storage.enable": ptr("true"), "retention.ms": ptr("1000"), "local.retention.ms": ptr("2000")}, "bad-local")
+	if err == nil {
+		err = r.Err
+	}
+	if !errors.Is(err, kerr.InvalidConfig) || !strings.Contains(r.ErrMessage, "local.retention.ms") {
+		t.Fatalf("local retention above the total: %v %q", err, r.ErrMessage)
+	}
+	// Tiering cannot be turned off again.
+	ar, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "remote.storage.enable", Value: ptr("false")}}, topic)
+	if err == nil && (len(ar) == 0 || ar[0].Err == nil) {
+		t.Fatal("turning remote.storage.enable off was accepted")
+	}
+	cl := newClient(t, ip.addr, kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	base := time.Now().Add(-2 * time.Hour).Truncate(time.Millisecond)
+	const n = 2000
+	var want []*kgo.Record
+	for i := 0; i < n; i++ {
+		want = append(want, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: bytes.Repeat([]byte{byte(i)}, 300), Timestamp: base.Add(time.Duration(i) * time.Second)})
+	}
+	for i := 0; i < n; i += 50 {
+		produceSync(t, ctx, cl, want[i:i+50])
+	}
+
+	p := tieredPartition(t, ip.b, topic)
+	waitFor(t, "history to move to the bucket", time.Minute, func() bool {
+		return p.Tier().RemoteEndOffset() > n/2 && p.LocalStartOffset() > n/2
+	})
+	if p.LogStartOffset() != 0 {
+		t.Fatalf("log start offset %d after local retention, want 0", p.LogStartOffset())
+	}
+	check := func(got []*kgo.Record, from int) {
+		t.Helper()
+		for i, r := range got {
+			w := want[from+i]
+			if r.Offset != int64(from+i) || !bytes.Equal(r.Key, w.Key) || !bytes.Equal(r.Value, w.Value) || !r.Timestamp.Equal(w.Timestamp) {
+				t.Fatalf("record %d: offset %d key %q, want offset %d key %q", from+i, r.Offset, r.Key, from+i, w.Key)
+			}
+		}
+	}
+	check(consumeAll(t, ip.addr, topic, n, kgo.NewOffset().AtStart()), 0)
+	ts := base.Add(123*time.Second + 500*time.Millisecond)
+	check(consumeAll(t, ip.addr, topic, n-124, kgo.NewOffset().AfterMilli(ts.UnixMilli())), 124)
+
+	// Wipe the partition's local directory (not the metadata) and restart:
+	// the partition continues at the remote end, history still reads.
+	remoteEnd := p.Tier().RemoteEndOffset()
+	ip.stop()
+	dirs, _ := filepath.Glob(filepath.Join(dataDir, "logs", topic+"-0.*"))
+	if len(dirs) != 1 {
+		t.Fatalf("partition dirs: %v", dirs)
+	}
+	if err := os.RemoveAll(dirs[0]); err != nil {
+		t.Fatal(err)
+	}
+	ip = startInproc(t, dataDir, withTier(t, storeDir))
+	p = tieredPartition(t, ip.b, topic)
+	if p.LogEndOffset() != remoteEnd || p.LogStartOffset() != 0 {
+		t.Fatalf("after wipe: log [%d, %d), want [0, %d)", p.LogStartOffset(), p.LogEndOffset(), remoteEnd)
+	}
+	cl = newClient(t, ip.addr, kgo.DefaultProduceTopic(topic))
+	produceSync(t, ctx, cl, []*kgo.Record{{Value: []byte("after-wipe")}})
+	got := consumeAll(t, ip.addr, topic, int(remoteEnd)+1, kgo.NewOffset().AtStart())
+	check(got[:remoteEnd], 0)
+	if last := got[remoteEnd]; last.Offset != remoteEnd || string(last.Value) != "after-wipe" {
+		t.Fatalf("first record after the wipe: offset %d value %q, want offset %d", last.Offset, last.Value, remoteEnd)
+	}
+
+	// Deleting the topic deletes its objects.
+	if len(listObjects(t, storeDir)) == 0 {
+		t.Fatal("no objects in the bucket")
+	}
+	if _, err := newAdmin(t, ip.addr).DeleteTopics(ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the topic's objects to be deleted", time.Minute, func() bool { return len(listObjects(t, storeDir)) == 0 })
+}

@@ -1,0 +1,111 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/strata-io/strata/tier/segment"
+)
+
+func TestFooterCache(t *testing.T) {
+	obj := buildSegment(t, 200, 16<<10)
+	fc := NewFooterCache(1<<20, nil)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	readers := make([]*segment.Reader, 16)
+	for i := range readers {
+		wg.Go(func() {
+			r, err := fc.Open(ctx, obj.store, obj.key, obj.size)
+			if err != nil {
+				t.Error(err)
+			}
+			readers[i] = r
+		})
+	}
+	wg.Wait()
+	for _, r := range readers {
+		if r != readers[0] {
+			t.Fatal("callers got different readers")
+		}
+	}
+	// One or two tail GETs, however many callers raced.
+	if g := obj.gets(); g < 1 || g > 2 {
+		t.Fatalf("%d GETs to open one footer", g)
+	}
+	s := fc.Stats()
+	if s.Opens != 1 || s.Entries != 1 || s.Bytes != ReaderSize(readers[0])+int64(len(obj.key)) {
+		t.Fatalf("stats %+v", s)
+	}
+	before := obj.gets()
+	if r, err := fc.Open(ctx, obj.store, obj.key, obj.size); err != nil || r != readers[0] || obj.gets() != before {
+		t.Fatalf("cached open: %v, %d GETs", err, obj.gets()-before)
+	}
+	fc.Forget(obj.key)
+	if s := fc.Stats(); s.Entries != 0 || s.Bytes != 0 {
+		t.Fatalf("after Forget: %+v", s)
+	}
+	// Errors are not cached.
+	if _, err := fc.Open(ctx, obj.store, "missing", 100); err == nil {
+		t.Fatal("opened a missing object")
+	}
+	if s := fc.Stats(); s.OpenErrors != 1 || s.Entries != 0 {
+		t.Fatalf("after a failed open: %+v", s)
+	}
+}
+
+func TestFooterCacheEvictsBySize(t *testing.T) {
+	obj := buildSegment(t, 50, 4<<10)
+	r := obj.open(t)
+	size := ReaderSize(r) + int64(len("k0"))
+	fc := NewFooterCache(3*size+size/2, nil)
+	ctx := context.Background()
+	opens := 0
+	open := func(context.Context) (*segment.Reader, error) { opens++; return r, nil }
+	keys := []string{"k0", "k1", "k2", "k3", "k4"}
+	for _, k := range keys {
+		if _, err := fc.Get(ctx, k, open); err != nil {
+			t.Fatal(err)
+		}
+		if s := fc.Stats(); s.Bytes > s.Limit {
+			t.Fatalf("%d bytes, limit %d", s.Bytes, s.Limit)
+		}
+	}
+	if s := fc.Stats(); s.Entries != 3 || s.Evictions != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+	opens = 0
+	for _, k := range []string{"k2", "k3", "k4"} {
+		if _, err := fc.Get(ctx, k, open); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if opens != 0 {
+		t.Fatalf("%d opens of cached footers", opens)
+	}
+	if _, err := fc.Get(ctx, "k0", open); err != nil || opens != 1 {
+		t.Fatalf("evicted footer: %v, %d opens", err, opens)
+	}
+}
+
+func TestFooterCacheCancelWhileWaitingForPool(t *testing.T) {
+	pool := NewLoadPool(1)
+	fc := NewFooterCache(1<<20, pool)
+	must(t, pool.Acquire(context.Background())) // a chunk load holds the only slot
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := fc.Get(ctx, "k", func(context.Context) (*segment.Reader, error) {
+			t.Error("opened without a slot")
+			return nil, nil
+		})
+		errc <- err
+	}()
+	eventually(t, "the open to wait", func() bool { return fc.flights.waiters("k") == 1 })
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	pool.Release()
+}
