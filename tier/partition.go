@@ -256,16 +256,5 @@ func (p *Partition) uploadSegment(ctx context.Context, s plog.SegmentInfo) error
 
 // reader returns the opened segment object of e, from the footer cache.
 func (p *Partition) reader(ctx context.Context, e *manifest.Entry) (*segment.Reader, error) {
-	if r := p.m.footers.get(e.Key); r != nil {
-		return r, nil
-	}
-	fetch := func(ctx context.Context, off, n int64) ([]byte, error) {
-		return p.m.store.GetRange(ctx, e.Key, off, n)
-	}
-	r, err := segment.OpenReader(ctx, fetch, e.StoredSize, segment.WithName(e.Key))
-	if err != nil {
-		return nil, err
-	}
-	p.m.footers.put(e.Key, r)
-	return r, nil
+	return p.m.footers.Open(ctx, p.m.store, e.Key, e.StoredSize, segment.WithName(e.Key))
 }

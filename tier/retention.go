@@ -123,7 +123,7 @@ func (p *Partition) GC(ctx context.Context) (int, error) {
 			if err := p.m.store.Delete(ctx, k); err != nil {
 				return n, fmt.Errorf("tier: gc delete %s: %w", k, err)
 			}
-			p.m.footers.drop(k)
+			p.m.footers.Forget(k)
 			n++
 		}
 	}

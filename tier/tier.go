@@ -22,9 +22,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
+	"github.com/strata-io/strata/tier/cache"
 	"github.com/strata-io/strata/tier/manifest"
 	"github.com/strata-io/strata/tier/objstore"
 	"github.com/strata-io/strata/tier/segment"
@@ -44,10 +44,20 @@ type Config struct {
 	// ChunkTarget and IndexInterval shape segment objects (0: defaults).
 	ChunkTarget   int
 	IndexInterval int
-	// FooterCacheEntries bounds the cached segment footers (default 1024).
-	FooterCacheEntries int
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// CacheDir holds the on-disk cache of decompressed chunks read from the
+	// bucket, bounded by CacheBytes (default 1 GiB; the broker shrinks it
+	// before the log runs short of disk). Empty: TempDir/../tier-cache.
+	CacheDir   string
+	CacheBytes int64
+	// FooterCacheBytes bounds the parsed segment footers kept in memory
+	// (default 64 MiB).
+	FooterCacheBytes int64
+	// RemoteReaders bounds the object-store reads in flight for cold
+	// fetches, read-ahead and footers together (default 8), so cold reads
+	// cannot exhaust memory or starve the hot path.
+	RemoteReaders int
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -57,8 +67,14 @@ func (c *Config) setDefaults() {
 	if c.GracePeriod <= 0 {
 		c.GracePeriod = 10 * time.Minute
 	}
-	if c.FooterCacheEntries <= 0 {
-		c.FooterCacheEntries = 1024
+	if c.FooterCacheBytes <= 0 {
+		c.FooterCacheBytes = 64 << 20
+	}
+	if c.CacheBytes <= 0 {
+		c.CacheBytes = 1 << 30
+	}
+	if c.RemoteReaders <= 0 {
+		c.RemoteReaders = 8
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -69,6 +85,9 @@ func (c *Config) setDefaults() {
 	if c.TempDir == "" {
 		c.TempDir = os.TempDir()
 	}
+	if c.CacheDir == "" {
+		c.CacheDir = filepath.Join(filepath.Dir(filepath.Clean(c.TempDir)), "tier-cache")
+	}
 }
 
 // Manager is the tier of one broker.
@@ -76,7 +95,8 @@ type Manager struct {
 	cfg     Config
 	store   objstore.Store
 	client  *manifest.Client
-	footers *footerCache
+	footers *cache.FooterCache
+	chunks  *cache.ChunkCache
 }
 
 // NewManager checks that the store honours conditional create (fenced
@@ -100,14 +120,27 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := objstore.ProbeConditionalCreate(ctx, cfg.Store, "_strata/probe/"); err != nil {
 		return nil, err
 	}
+	pool := cache.NewLoadPool(cfg.RemoteReaders)
+	chunks, err := cache.Open(cfg.CacheDir, cfg.CacheBytes, cache.Options{Pool: pool})
+	if err != nil {
+		return nil, fmt.Errorf("tier: read cache: %w", err)
+	}
 	m := &Manager{
 		cfg:     cfg,
 		store:   cfg.Store,
 		client:  manifest.NewClient(storeAdapter{cfg.Store}, manifest.Options{Now: cfg.Now}),
-		footers: newFooterCache(cfg.FooterCacheEntries),
+		footers: cache.NewFooterCache(cfg.FooterCacheBytes, pool),
+		chunks:  chunks,
 	}
 	return m, nil
 }
+
+// Close releases the read cache. The store is the caller's to close.
+func (m *Manager) Close() error { return m.chunks.Close() }
+
+// ShrinkCache evicts the read cache down to n bytes, for when the data disk
+// runs short: cached chunks go before the log is refused writes.
+func (m *Manager) ShrinkCache(n int64) int64 { return m.chunks.Shrink(n) }
 
 // UploadInterval is the age at which idle active segments are rolled.
 func (m *Manager) UploadInterval() time.Duration { return m.cfg.UploadInterval }
@@ -168,65 +201,9 @@ func (a storeAdapter) List(ctx context.Context, prefix string, fn func(string) e
 	return a.s.List(ctx, prefix, func(o objstore.ObjectInfo) error { return fn(o.Key) })
 }
 
-// footerCache keeps opened segment readers (their parsed footers) by object
-// key, least recently used first out.
-type footerCache struct {
-	max int
-	mu  struct {
-		sync.Mutex
-		entries map[string]*footerEntry
-		clock   uint64
-	}
-}
-
-type footerEntry struct {
-	r    *segment.Reader
-	used uint64
-}
-
-func newFooterCache(max int) *footerCache {
-	c := &footerCache{max: max}
-	c.mu.entries = map[string]*footerEntry{}
-	return c
-}
-
-func (c *footerCache) get(key string) *segment.Reader {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := c.mu.entries[key]
-	if e == nil {
-		return nil
-	}
-	c.mu.clock++
-	e.used = c.mu.clock
-	return e.r
-}
-
-func (c *footerCache) put(key string, r *segment.Reader) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.mu.clock++
-	c.mu.entries[key] = &footerEntry{r: r, used: c.mu.clock}
-	if len(c.mu.entries) <= c.max {
-		return
-	}
-	var oldest string
-	var oldestUse uint64
-	for k, e := range c.mu.entries {
-		if oldest == "" || e.used < oldestUse {
-			oldest, oldestUse = k, e.used
-		}
-	}
-	delete(c.mu.entries, oldest)
-}
-
-func (c *footerCache) drop(key string) {
-	c.mu.Lock()
-	delete(c.mu.entries, key)
-	c.mu.Unlock()
-}
-
-// readChunk returns the raw batches of chunk i of an object.
+// readChunk returns the raw batches of chunk i of an object, through the
+// read cache (with read-ahead of the next chunks for sequential readers).
+// The result is shared: callers must not modify it.
 func (m *Manager) readChunk(ctx context.Context, key string, r *segment.Reader, i int) ([]byte, error) {
-	return r.ReadChunk(ctx, i)
+	return m.chunks.ReadChunk(ctx, key, r, i)
 }

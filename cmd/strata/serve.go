@@ -339,5 +339,8 @@ func openTier(o serveOptions, logger *slog.Logger) (*tier.Manager, func(), error
 		store.Close()
 		return nil, nil, fmt.Errorf("tiered storage: %w", err)
 	}
-	return tm, func() { store.Close() }, nil
+	return tm, func() {
+		tm.Close()
+		store.Close()
+	}, nil
 }

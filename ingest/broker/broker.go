@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/strata-io/strata/ingest/cluster"
@@ -118,6 +119,8 @@ type Broker struct {
 	// delMu guards the pending remote deletions file; delRun serialises
 	// deletion runs.
 	delMu, delRun sync.Mutex
+	// throttleMs is the produce throttle while the data disk is nearly full.
+	throttleMs atomic.Int32
 
 	ctx    context.Context
 	cancel context.CancelFunc

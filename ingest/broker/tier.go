@@ -56,6 +56,7 @@ func (b *Broker) tierLoop() {
 // TierPass runs one upload and retention pass (and garbage collection when
 // gc is set) over every tiered partition and waits for it to finish.
 func (b *Broker) TierPass(gc bool) {
+	b.relieveDisk()
 	b.mu.RLock()
 	var parts []*Partition
 	for _, p := range b.mu.parts {
@@ -109,6 +110,40 @@ func (b *Broker) tierPartition(p *Partition, gc bool) {
 		}
 	}
 }
+
+// relieveDisk shrinks the tier's read cache when the data disk gets close to
+// the free-space headroom, so cached chunks go before the log refuses
+// writes.
+//
+// Between twice the headroom and the headroom itself, produce responses
+// also carry a throttle time that grows as free space shrinks (up to
+// maxProduceThrottle), so clients slow down while uploads catch up and local
+// retention frees space, before appends are refused outright.
+func (b *Broker) relieveDisk() {
+	if b.cfg.MinFreeBytes <= 0 {
+		return
+	}
+	free, err := b.cfg.FS.FreeSpace(b.cfg.DataDir)
+	if err != nil || free >= 2*b.cfg.MinFreeBytes {
+		b.throttleMs.Store(0)
+		return
+	}
+	if freed := b.cfg.Tier.ShrinkCache(0); freed > 0 {
+		b.log.Warn("data disk low on space; emptied the tier read cache", "free_bytes", free, "freed_bytes", freed)
+	}
+	// free in [MinFree, 2*MinFree) → throttle in (0, max]; below: max.
+	over := max(free-b.cfg.MinFreeBytes, 0)
+	ms := maxProduceThrottle.Milliseconds() * (b.cfg.MinFreeBytes - over) / b.cfg.MinFreeBytes
+	b.throttleMs.Store(int32(ms))
+	b.log.Warn("data disk low on space; throttling producers", "free_bytes", free, "throttle_ms", ms)
+}
+
+// maxProduceThrottle is the longest throttle time produce responses carry
+// while the data disk is nearly full.
+const maxProduceThrottle = 5 * time.Second
+
+// ProduceThrottleMs is the throttle time for produce responses (0 normally).
+func (b *Broker) ProduceThrottleMs() int32 { return b.throttleMs.Load() }
 
 // Remote data of deleted topics is removed by a background job; the pending
 // list is persisted so an interrupted deletion resumes after a restart.

@@ -34,6 +34,8 @@ type durableWait struct {
 func handleProduce(s *Server, r *Request) Reply {
 	req := r.Body.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	// Non-zero while the data disk is nearly full (see docs/operations.md).
+	resp.ThrottleMillis = s.Broker.ProduceThrottleMs()
 	var waits []durableWait
 	failed := false
 	for _, rt := range req.Topics {

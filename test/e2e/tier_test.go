@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/strata-io/strata/ingest/broker"
+	"github.com/strata-io/strata/ingest/log/vfs"
 	"github.com/strata-io/strata/tier"
 	"github.com/strata-io/strata/tier/objstore"
 	"github.com/strata-io/strata/tier/objstore/fs"
@@ -37,6 +38,7 @@ func withTier(t testing.TB, storeDir string) inprocOpt {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { tm.Close() })
 		b.Tier = tm
 		b.TierCheckInterval = 50 * time.Millisecond
 		b.TierGCEvery = 5
@@ -148,8 +150,8 @@ func TestTieredTopicRoundTrip(t *testing.T) {
 
 	// Wipe the partition's local directory (not the metadata) and restart:
 	// the partition continues at the remote end, history still reads.
-	remoteEnd := p.Tier().RemoteEndOffset()
 	ip.stop()
+	remoteEnd := p.Tier().RemoteEndOffset() // the tier loop has stopped: final
 	dirs, _ := filepath.Glob(filepath.Join(dataDir, "logs", topic+"-0.*"))
 	if len(dirs) != 1 {
 		t.Fatalf("partition dirs: %v", dirs)
@@ -178,4 +180,44 @@ func TestTieredTopicRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the topic's objects to be deleted", time.Minute, func() bool { return len(listObjects(t, storeDir)) == 0 })
+}
+
+// TestProduceThrottledWhenDiskNearlyFull checks the documented policy: while
+// free space is between the headroom and twice it, produce responses carry a
+// growing throttle time, and none once space is back.
+func TestProduceThrottledWhenDiskNearlyFull(t *testing.T) {
+	fs := vfs.NewCrashFS()
+	fs.SetFreeSpace(1 << 40)
+	dataDir := t.TempDir()
+	ip := startInproc(t, dataDir, withFS(fs), withTier(t, t.TempDir()))
+	ctx := ctxT(t, time.Minute)
+	if _, err := newAdmin(t, ip.addr).CreateTopic(ctx, 1, 1, nil, "throttled"); err != nil {
+		t.Fatal(err)
+	}
+	cl := newClient(t, ip.addr)
+	throttle := func() int32 {
+		resp, err := produceReq("throttled", validBatch(1)).RequestWith(ctx, cl)
+		if err != nil || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+			t.Fatalf("produce: %v %+v", err, resp)
+		}
+		return resp.ThrottleMillis
+	}
+	const headroom = 1 << 20 // the harness's MinFreeBytes
+	if got := throttle(); got != 0 {
+		t.Fatalf("throttle with plenty of space: %d", got)
+	}
+	fs.SetFreeSpace(headroom * 3 / 2)
+	ip.b.TierPass(false)
+	half := throttle()
+	fs.SetFreeSpace(headroom * 11 / 10)
+	ip.b.TierPass(false)
+	near := throttle()
+	if half <= 0 || near <= half {
+		t.Fatalf("throttle at 1.5x headroom %d ms, at 1.1x %d ms: want 0 < first < second", half, near)
+	}
+	fs.SetFreeSpace(1 << 40)
+	ip.b.TierPass(false)
+	if got := throttle(); got != 0 {
+		t.Fatalf("throttle after space came back: %d", got)
+	}
 }

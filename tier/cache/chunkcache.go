@@ -84,6 +84,7 @@ type ChunkCache struct {
 	bg         context.Context
 	stop       context.CancelFunc
 	workers    sync.WaitGroup
+	writes     sync.WaitGroup // Put file writes in progress
 	readAhead  int
 	queueLen   int
 	maxWorkers int
@@ -186,6 +187,9 @@ func (c *ChunkCache) reload() error {
 		}
 		maxGen = max(maxGen, gen)
 		h, err := readHeader(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed since the listing (a late eviction)
+		}
 		if err != nil {
 			if !errors.Is(err, errCorruptEntry) {
 				return fmt.Errorf("cache: open %s: %w", c.dir, err)
@@ -364,7 +368,9 @@ func (c *ChunkCache) put(k chunkKey, raw []byte, prefetched bool) error {
 	victims := c.evictLocked(c.mu.limit - size)
 	c.mu.reserved += size
 	c.mu.pending[k] = struct{}{}
+	c.writes.Add(1) // under mu with closed false: Close waits for it
 	c.mu.Unlock()
+	defer c.writes.Done()
 	c.removeVictims(victims)
 
 	gen := c.gen.Add(1)
@@ -472,6 +478,9 @@ func (c *ChunkCache) Close() error {
 	c.mu.Lock()
 	c.mu.closed = true
 	c.mu.Unlock()
+	// Writes that started before Close finish (or undo themselves) first,
+	// so the directory is quiet once Close returns.
+	c.writes.Wait()
 	c.pmu.Lock()
 	c.pmu.closed = true
 	c.pmu.queue = nil
