@@ -57,6 +57,7 @@ type serveOptions struct {
 	tierUploadInterval time.Duration
 	tierCheckInterval  time.Duration
 	tierGracePeriod    time.Duration
+	tierGCEvery        int
 }
 
 func serveCmd() *cobra.Command {
@@ -104,6 +105,7 @@ environment, which wins over the file.`,
 	f.DurationVar(&o.tierUploadInterval, "tier-upload-interval", time.Hour, "roll and upload an idle tiered partition's active segment once it is this old")
 	f.DurationVar(&o.tierCheckInterval, "tier-check-interval", 10*time.Second, "how often tiered partitions upload and apply retention")
 	f.DurationVar(&o.tierGracePeriod, "tier-grace-period", 10*time.Minute, "how long objects no manifest names are kept before deletion")
+	f.IntVar(&o.tierGCEvery, "tier-gc-every", 30, "collect garbage in the bucket every this many tier checks")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -220,6 +222,7 @@ func runServe(o serveOptions) error {
 	b, err := broker.Open(broker.Config{
 		Tier:                   tm,
 		TierCheckInterval:      o.tierCheckInterval,
+		TierGCEvery:            o.tierGCEvery,
 		NodeID:                 o.nodeID,
 		Host:                   o.advertisedHost,
 		Port:                   int32(o.advertisedPort),

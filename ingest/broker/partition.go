@@ -206,8 +206,16 @@ func (p *Partition) Read(ctx context.Context, offset int64, maxBytes int, remote
 	if !remote {
 		return nil, ErrRemoteRead
 	}
-	return tp.Read(ctx, offset, maxBytes)
+	data, err = tp.Read(ctx, offset, maxBytes)
+	if err != nil && !errors.Is(err, plog.ErrOffsetOutOfRange) {
+		return nil, fmt.Errorf("%w: %w", ErrRemoteStorage, err)
+	}
+	return data, err
 }
+
+// ErrRemoteStorage wraps failures of the object store on the read path; the
+// wire layer answers KAFKA_STORAGE_ERROR, which clients retry.
+var ErrRemoteStorage = errors.New("remote storage read failed")
 
 // DeleteRecords moves the log start offset to offset (-1: the high
 // watermark) and returns the new low watermark.

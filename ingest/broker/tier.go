@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -88,11 +89,14 @@ func (b *Broker) tierPartition(p *Partition, gc bool) {
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Minute)
 	defer cancel()
 	logger := b.log.With("topic", p.Topic, "partition", p.Index)
-	if _, err := tp.Upload(ctx, p.HighWatermark()); err != nil {
-		// The store may be down: uploads resume on the next pass and local
-		// data stays until it is uploaded.
-		logger.Warn("tier upload", "err", err)
+	if _, err := tp.Upload(ctx, p.HighWatermark()); errors.Is(err, tier.ErrFenced) {
+		logger.Warn("tier upload fenced by a newer leader; stopping", "err", err)
 		return
+	} else if err != nil {
+		// The store may be down or failing some requests: uploads resume on
+		// the next pass. Retention and GC still run: local retention only
+		// deletes what a published manifest already holds.
+		logger.Warn("tier upload", "err", err)
 	}
 	c := p.Config()
 	local, remote, err := tp.ApplyRetention(ctx, tier.Retention{

@@ -35,7 +35,7 @@ func errCode(err error) int16 {
 		return kerr.UnknownTopicOrPartition.Code
 	case errors.Is(err, plog.ErrOffsetOutOfRange):
 		return kerr.OffsetOutOfRange.Code
-	case errors.Is(err, plog.ErrStorage), errors.Is(err, plog.ErrDiskFull):
+	case errors.Is(err, plog.ErrStorage), errors.Is(err, plog.ErrDiskFull), errors.Is(err, broker.ErrRemoteStorage):
 		return kerr.KafkaStorageError.Code
 	case errors.Is(err, broker.ErrInvalidTopic), errors.Is(err, broker.ErrInternalTopic):
 		return kerr.InvalidTopicException.Code

@@ -155,6 +155,9 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 			o.BaseEndpoint = aws.String(opts.Endpoint)
 		}
 		o.UsePathStyle = opts.PathStyle
+		// The SDK would log a DEBUG line to stderr for every GET whose
+		// response carries no checksum (most S3-compatible servers).
+		o.DisableLogOutputChecksumValidationSkipped = true
 	})
 	return &Store{opts: opts, client: client}, nil
 }
