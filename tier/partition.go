@@ -29,8 +29,9 @@ type Partition struct {
 	workMu sync.Mutex // one upload, retention or GC pass at a time
 	mu     struct {
 		sync.Mutex
-		pub *manifest.Publisher // opened on first publish
-		cur *manifest.Manifest  // newest manifest known; never modified in place
+		pub    *manifest.Publisher // opened on first publish
+		cur    *manifest.Manifest  // newest manifest known; never modified in place
+		fenced bool                // a newer leader has published: stop
 	}
 }
 
@@ -94,6 +95,13 @@ func (p *Partition) alignLog(ctx context.Context, cur *manifest.Manifest) error 
 	return p.log.ResetTo(cur.LogStartOffset, end, snap, epochs)
 }
 
+// Fenced reports whether a newer leader has published for the partition.
+func (p *Partition) Fenced() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.fenced
+}
+
 // Manifest returns the newest manifest this partition knows. Callers must
 // not modify it.
 func (p *Partition) Manifest() *manifest.Manifest {
@@ -114,6 +122,11 @@ func (p *Partition) publish(ctx context.Context, build func(next *manifest.Manif
 	if pub == nil {
 		var err error
 		if pub, err = p.m.client.Open(ctx, p.topic, p.part, p.epoch); err != nil {
+			if errors.Is(err, manifest.ErrFenced) {
+				p.mu.Lock()
+				p.mu.fenced = true
+				p.mu.Unlock()
+			}
 			return fmt.Errorf("tier: open manifest publisher for %s/%d: %w", p.topic, p.part, err)
 		}
 		p.mu.Lock()
@@ -122,11 +135,20 @@ func (p *Partition) publish(ctx context.Context, build func(next *manifest.Manif
 	}
 	next := pub.Current()
 	if err := build(next); err != nil {
+		// The publisher's view is at least as new as ours (opening it may
+		// have found a deposed leader's last segments): adopt it, so the
+		// next pass builds on it instead of failing the same way forever.
+		p.mu.Lock()
+		p.mu.cur = pub.Current()
+		p.mu.Unlock()
 		return err
 	}
 	err := pub.Publish(ctx, next)
 	p.mu.Lock()
 	p.mu.cur = pub.Current()
+	if errors.Is(err, manifest.ErrFenced) {
+		p.mu.fenced = true
+	}
 	p.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("tier: publish manifest of %s/%d: %w", p.topic, p.part, err)
@@ -160,6 +182,10 @@ func (p *Partition) Lag() UploadLag {
 func (p *Partition) Upload(ctx context.Context, hw int64) (int, error) {
 	p.workMu.Lock()
 	defer p.workMu.Unlock()
+	if p.Fenced() {
+		// Do not build and PUT objects that could never be published.
+		return 0, fmt.Errorf("tier: %s/%d at epoch %d: %w", p.topic, p.part, p.epoch, ErrFenced)
+	}
 	if _, err := p.log.RollIfOlder(p.m.cfg.UploadInterval); err != nil {
 		return 0, fmt.Errorf("tier: roll %s/%d: %w", p.topic, p.part, err)
 	}

@@ -2,11 +2,14 @@ package tier
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
+	"github.com/strata-io/strata/ingest/batch"
 	plog "github.com/strata-io/strata/ingest/log"
 	"github.com/strata-io/strata/tier/manifest"
+	"github.com/strata-io/strata/tier/segment"
 )
 
 // entryFor returns the manifest entry holding offset.
@@ -54,6 +57,20 @@ func (p *Partition) OffsetForTimestamp(ctx context.Context, ts int64) (offset, t
 		if err != nil {
 			return -1, -1, false, fmt.Errorf("tier: open %s: %w", e.Key, err)
 		}
+		if m.LogStartOffset > e.BaseOffset {
+			// The log start cuts this segment: only records from it count.
+			off, t, ok := int64(-1), int64(-1), false
+			err := p.scanRecords(ctx, e, r, m.LogStartOffset, ts, func(o, rt int64) bool {
+				if rt >= ts {
+					off, t, ok = o, rt, true
+				}
+				return ok
+			})
+			if err != nil || ok {
+				return off, t, ok, err
+			}
+			continue
+		}
 		off, t, ok, err := r.OffsetForTimestamp(ctx, ts)
 		if err != nil || ok {
 			if off < m.LogStartOffset {
@@ -83,5 +100,89 @@ func (p *Partition) MaxTimestamp(ctx context.Context) (offset, ts int64, err err
 		return -1, -1, err
 	}
 	s := r.Footer().Summary
-	return s.MaxTimestampOffset, s.MaxTimestamp, nil
+	if s.MaxTimestampOffset >= m.LogStartOffset {
+		return s.MaxTimestampOffset, s.MaxTimestamp, nil
+	}
+	// The largest timestamp lies below the log start (DeleteRecords cut the
+	// first segment): take the largest at or after the log start in the
+	// first segment, then compare the later segments' summaries.
+	bestOff, bestTs := int64(-1), int64(-1)
+	first := &m.Entries[0]
+	r0, err := p.reader(ctx, first)
+	if err != nil {
+		return -1, -1, err
+	}
+	err = p.scanRecords(ctx, first, r0, m.LogStartOffset, -1<<63, func(o, t int64) bool {
+		if t > bestTs {
+			bestOff, bestTs = o, t
+		}
+		return false
+	})
+	if err != nil {
+		return -1, -1, err
+	}
+	for i := 1; i < len(m.Entries); i++ {
+		if e := &m.Entries[i]; e.MaxTimestamp > bestTs {
+			ri, err := p.reader(ctx, e)
+			if err != nil {
+				return -1, -1, err
+			}
+			si := ri.Footer().Summary
+			bestOff, bestTs = si.MaxTimestampOffset, si.MaxTimestamp
+		}
+	}
+	return bestOff, bestTs, nil
 }
+
+// scanRecords calls fn with the offset and timestamp of every record of e
+// at or after offset from, in order, skipping chunks and batches whose max
+// timestamp is below minTs, until fn returns true.
+func (p *Partition) scanRecords(ctx context.Context, e *manifest.Entry, r *segment.Reader, from, minTs int64, fn func(off, ts int64) bool) error {
+	ci, ok := r.Locate(from)
+	if !ok {
+		return nil
+	}
+	chunks := r.Footer().Chunks
+	for c := ci; c < len(chunks); c++ {
+		if chunks[c].MaxTimestamp < minTs {
+			continue
+		}
+		raw, err := p.m.readChunk(ctx, e.Key, r, c)
+		if err != nil {
+			return fmt.Errorf("tier: read chunk %d of %s: %w", c, e.Key, err)
+		}
+		for pos := 0; pos < len(raw); {
+			h, err := batch.ParseHeader(raw[pos:])
+			if err != nil {
+				return fmt.Errorf("tier: %s chunk %d: %w", e.Key, c, err)
+			}
+			one := raw[pos : pos+h.Size()]
+			pos += h.Size()
+			if h.LastOffset() < from || h.MaxTimestamp < minTs || h.IsControl() {
+				continue
+			}
+			stop := false
+			err = batch.Records(one, 0, func(rec batch.Record) error {
+				off := h.BaseOffset + int64(rec.OffsetDelta)
+				ts := h.BaseTimestamp + rec.TimestampDelta
+				if h.LogAppendTime() {
+					ts = h.MaxTimestamp
+				}
+				if off >= from && fn(off, ts) {
+					stop = true
+					return errStopScan
+				}
+				return nil
+			})
+			if stop {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("tier: %s chunk %d: %w", e.Key, c, err)
+			}
+		}
+	}
+	return nil
+}
+
+var errStopScan = errors.New("stop")
