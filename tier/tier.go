@@ -169,6 +169,12 @@ func (m *Manager) DeletePartitionData(ctx context.Context, topic [16]byte, parti
 	return len(keys), nil
 }
 
+// ManifestClient returns a manifest client over store, for tools that read
+// the bucket directly (inspection, replay).
+func ManifestClient(store objstore.Store) *manifest.Client {
+	return manifest.NewClient(storeAdapter{store}, manifest.Options{})
+}
+
 // storeAdapter adapts objstore.Store to the narrow interface of
 // tier/manifest.
 type storeAdapter struct{ s objstore.Store }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,9 +21,6 @@ import (
 	"github.com/strata-io/strata/ingest/broker"
 	"github.com/strata-io/strata/ingest/wire"
 	"github.com/strata-io/strata/tier"
-	"github.com/strata-io/strata/tier/objstore"
-	"github.com/strata-io/strata/tier/objstore/fs"
-	"github.com/strata-io/strata/tier/objstore/s3"
 )
 
 type serveOptions struct {
@@ -46,14 +44,7 @@ type serveOptions struct {
 	logLevel         string
 	logFormat        string
 
-	objectStore        string
-	objectStoreDir     string
-	s3Bucket           string
-	s3Endpoint         string
-	s3Region           string
-	s3PathStyle        bool
-	s3AccessKey        string
-	s3SecretKey        string
+	store              objectStoreFlags
 	tierUploadInterval time.Duration
 	tierCheckInterval  time.Duration
 	tierGracePeriod    time.Duration
@@ -94,14 +85,7 @@ environment, which wins over the file.`,
 	f.DurationVar(&o.producerIDExpiry, "producer-id-expiration", 24*time.Hour, "producer.id.expiration.ms")
 	f.IntVar(&o.maxOpenFiles, "max-open-segment-files", 1024, "descriptors cached for reading sealed segments")
 	f.IntVar(&o.maxPartitions, "max-partitions", 0, "most partitions this broker holds (0: derived from RLIMIT_NOFILE, leaving room for connections and cached segment files)")
-	f.StringVar(&o.objectStore, "object-store", "fs", "object store for tiered topics: fs (a local directory), s3, or none (tiering off)")
-	f.StringVar(&o.objectStoreDir, "object-store-dir", "", "directory of the fs object store (default <data-dir>/objects)")
-	f.StringVar(&o.s3Bucket, "s3-bucket", "", "S3 bucket (must exist)")
-	f.StringVar(&o.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL for S3-compatible servers (default AWS)")
-	f.StringVar(&o.s3Region, "s3-region", "", "S3 region (default from the AWS chain, else us-east-1)")
-	f.BoolVar(&o.s3PathStyle, "s3-path-style", false, "address buckets as <endpoint>/<bucket> (most S3-compatible servers)")
-	f.StringVar(&o.s3AccessKey, "s3-access-key", "", "static S3 access key (default: the standard AWS credentials chain)")
-	f.StringVar(&o.s3SecretKey, "s3-secret-key", "", "static S3 secret key")
+	o.store.register(f, "object store for tiered topics: fs (a local directory), s3, or none (tiering off)")
 	f.DurationVar(&o.tierUploadInterval, "tier-upload-interval", time.Hour, "roll and upload an idle tiered partition's active segment once it is this old")
 	f.DurationVar(&o.tierCheckInterval, "tier-check-interval", 10*time.Second, "how often tiered partitions upload and apply retention")
 	f.DurationVar(&o.tierGracePeriod, "tier-grace-period", 10*time.Minute, "how long objects no manifest names are kept before deletion")
@@ -256,7 +240,7 @@ func runServe(o serveOptions) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("strata broker started", "listen", ln.Addr().String(), "advertised", net.JoinHostPort(o.advertisedHost, strconv.Itoa(o.advertisedPort)),
-		"node_id", o.nodeID, "data_dir", o.dataDir, "object_store", o.objectStore)
+		"node_id", o.nodeID, "data_dir", o.dataDir, "object_store", o.store.kind)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -303,33 +287,13 @@ func logFileLimit(logger *slog.Logger) uint64 {
 // openTier opens the configured object store and the tier over it; (nil,
 // no-op) when tiering is off.
 func openTier(o serveOptions, logger *slog.Logger) (*tier.Manager, func(), error) {
-	var store objstore.Store
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	switch o.objectStore {
-	case "none", "":
+	store, err := o.store.open(ctx, o.dataDir, false)
+	if errors.Is(err, errNoObjectStore) {
 		return nil, func() {}, nil
-	case "fs":
-		dir := o.objectStoreDir
-		if dir == "" {
-			dir = filepath.Join(o.dataDir, "objects")
-		}
-		st, err := fs.New(dir)
-		if err != nil {
-			return nil, nil, fmt.Errorf("object store: %w", err)
-		}
-		store = st
-	case "s3":
-		st, err := s3.New(ctx, s3.Options{
-			Bucket: o.s3Bucket, Endpoint: o.s3Endpoint, Region: o.s3Region, PathStyle: o.s3PathStyle,
-			AccessKeyID: o.s3AccessKey, SecretAccessKey: o.s3SecretKey,
-		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("object store: %w", err)
-		}
-		store = st
-	default:
-		return nil, nil, fmt.Errorf("--object-store must be fs, s3 or none, got %q", o.objectStore)
+	} else if err != nil {
+		return nil, nil, err
 	}
 	tm, err := tier.NewManager(ctx, tier.Config{
 		Store:          store,

@@ -17,10 +17,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-io/strata/ingest/cluster"
+	"github.com/strata-io/strata/tier"
 	"github.com/strata-io/strata/tier/manifest"
 	"github.com/strata-io/strata/tier/objstore"
-	"github.com/strata-io/strata/tier/objstore/fs"
-	"github.com/strata-io/strata/tier/objstore/s3"
 )
 
 // tierCmd is `strata tier`: inspection of the object-store side of tiered
@@ -35,20 +34,13 @@ func tierCmd() *cobra.Command {
 }
 
 type tierLsOptions struct {
-	objectStore    string
-	objectStoreDir string
-	s3Bucket       string
-	s3Endpoint     string
-	s3Region       string
-	s3PathStyle    bool
-	s3AccessKey    string
-	s3SecretKey    string
-	dataDir        string
-	topic          string
-	topicID        string
-	partitions     int32
-	partition      int32
-	timeout        time.Duration
+	store      objectStoreFlags
+	dataDir    string
+	topic      string
+	topicID    string
+	partitions int32
+	partition  int32
+	timeout    time.Duration
 }
 
 func tierLsCmd() *cobra.Command {
@@ -95,14 +87,7 @@ with '-' as '_'). It writes no objects, metadata or log files.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.objectStore, "object-store", "fs", "object store holding the tiered data: fs (a local directory) or s3")
-	f.StringVar(&o.objectStoreDir, "object-store-dir", "", "directory of the fs object store (default <data-dir>/objects)")
-	f.StringVar(&o.s3Bucket, "s3-bucket", "", "S3 bucket")
-	f.StringVar(&o.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL for S3-compatible servers (default AWS)")
-	f.StringVar(&o.s3Region, "s3-region", "", "S3 region (default from the AWS chain, else us-east-1)")
-	f.BoolVar(&o.s3PathStyle, "s3-path-style", false, "address buckets as <endpoint>/<bucket> (most S3-compatible servers)")
-	f.StringVar(&o.s3AccessKey, "s3-access-key", "", "static S3 access key (default: the standard AWS credentials chain)")
-	f.StringVar(&o.s3SecretKey, "s3-secret-key", "", "static S3 secret key")
+	o.store.register(f, "object store holding the tiered data: fs (a local directory) or s3")
 	f.StringVar(&o.dataDir, "data-dir", "", "the broker's data directory: topic ids and partition counts from its metadata.json, upload lag from its logs")
 	f.StringVar(&o.topic, "topic", "", "topic name (needs --data-dir)")
 	f.StringVar(&o.topicID, "topic-id", "", "topic id, 32 hex digits")
@@ -212,59 +197,13 @@ func lookupTopic(dataDir, name string, id manifest.TopicID) (cluster.Topic, bool
 // openStoreForInspection opens the object store without side effects on a
 // bucket that is not there: an fs store's directory must exist.
 func openStoreForInspection(ctx context.Context, o tierLsOptions) (objstore.Store, error) {
-	switch o.objectStore {
-	case "fs":
-		dir := o.objectStoreDir
-		if dir == "" {
-			if o.dataDir == "" {
-				return nil, errors.New("the fs object store needs --object-store-dir or --data-dir")
-			}
-			dir = filepath.Join(o.dataDir, "objects")
-		}
-		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-			return nil, fmt.Errorf("fs object store %s: not a directory (%v)", dir, err)
-		}
-		st, err := fs.New(dir)
-		if err != nil {
-			return nil, fmt.Errorf("object store: %w", err)
-		}
-		return st, nil
-	case "s3":
-		st, err := s3.New(ctx, s3.Options{
-			Bucket: o.s3Bucket, Endpoint: o.s3Endpoint, Region: o.s3Region, PathStyle: o.s3PathStyle,
-			AccessKeyID: o.s3AccessKey, SecretAccessKey: o.s3SecretKey,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("object store: %w", err)
-		}
-		return st, nil
-	case "none", "":
-		return nil, errors.New("--object-store none: tiering is off, there is no bucket to list")
+	st, err := o.store.open(ctx, o.dataDir, true)
+	if errors.Is(err, errNoObjectStore) {
+		return nil, fmt.Errorf("%w: there is no bucket to list", err)
 	}
-	return nil, fmt.Errorf("--object-store must be fs or s3, got %q", o.objectStore)
+	return st, err
 }
 
-// manifestStore adapts an objstore.Store to what tier/manifest reads.
-type manifestStore struct{ s objstore.Store }
-
-func (a manifestStore) PutIfAbsent(context.Context, string, io.Reader, int64) error {
-	return errors.New("strata tier ls does not write")
-}
-
-func (a manifestStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	return a.s.Get(ctx, key)
-}
-
-func (a manifestStore) Stat(ctx context.Context, key string) (int64, error) {
-	info, err := a.s.Stat(ctx, key)
-	return info.Size, err
-}
-
-func (a manifestStore) List(ctx context.Context, prefix string, fn func(string) error) error {
-	return a.s.List(ctx, prefix, func(o objstore.ObjectInfo) error { return fn(o.Key) })
-}
-
-func isNotFound(err error) bool { return errors.Is(err, objstore.ErrNotFound) }
 
 // tierTotals adds up partitions.
 type tierTotals struct {
@@ -288,7 +227,7 @@ func runTierLs(ctx context.Context, w io.Writer, o tierLsOptions) error {
 		return err
 	}
 	defer store.Close()
-	client := manifest.NewClient(manifestStore{store}, manifest.Options{IsNotFound: isNotFound})
+	client := tier.ManifestClient(store)
 
 	name := tg.name
 	if name == "" {
