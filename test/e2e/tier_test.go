@@ -18,6 +18,7 @@ import (
 	"github.com/strata-io/strata/ingest/broker"
 	"github.com/strata-io/strata/ingest/log/vfs"
 	"github.com/strata-io/strata/tier"
+	"github.com/strata-io/strata/tier/manifest"
 	"github.com/strata-io/strata/tier/objstore"
 	"github.com/strata-io/strata/tier/objstore/fs"
 )
@@ -151,7 +152,9 @@ func TestTieredTopicRoundTrip(t *testing.T) {
 	// Wipe the partition's local directory (not the metadata) and restart:
 	// the partition continues at the remote end, history still reads.
 	ip.stop()
-	remoteEnd := p.Tier().RemoteEndOffset() // the tier loop has stopped: final
+	// The bucket is the truth: a publish cut short by the shutdown may have
+	// landed without the broker knowing.
+	remoteEnd := bucketEnd(t, storeDir, p)
 	dirs, _ := filepath.Glob(filepath.Join(dataDir, "logs", topic+"-0.*"))
 	if len(dirs) != 1 {
 		t.Fatalf("partition dirs: %v", dirs)
@@ -220,4 +223,19 @@ func TestProduceThrottledWhenDiskNearlyFull(t *testing.T) {
 	if got := throttle(); got != 0 {
 		t.Fatalf("throttle after space came back: %d", got)
 	}
+}
+
+// bucketEnd loads the partition's newest manifest from the fs bucket.
+func bucketEnd(t testing.TB, storeDir string, p *broker.Partition) int64 {
+	t.Helper()
+	st, err := fs.New(storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m, _, err := tier.ManifestClient(st).Load(context.Background(), manifest.TopicID(p.TopicID), p.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.EndOffset()
 }
