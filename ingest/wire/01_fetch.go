@@ -21,11 +21,13 @@ package wire
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/ingest/batch"
 	"github.com/strata-io/strata/ingest/broker"
 )
 
@@ -96,16 +98,21 @@ func buildFetch(s *Server, ctx context.Context, req *kmsg.FetchRequest, remote b
 	}
 	total := 0
 	hasErr, needRemote := false, false
-	for _, t := range req.Topics {
+	var cold map[[2]int]coldRead
+	if remote {
+		cold = readCold(s, ctx, req)
+	}
+	for ti, t := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic = t.Topic
-		for _, fp := range t.Partitions {
+		for pi, fp := range t.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = fp.Partition
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
 			// Never null: librdkafka refuses a null record set.
 			sp.RecordBatches = []byte{}
-			data, err := fetchOne(s, ctx, req, t.Topic, fp, &sp, budget-total, total == 0, remote)
+			pre, hasPre := cold[[2]int{ti, pi}]
+			data, err := fetchOne(s, ctx, req, t.Topic, fp, &sp, budget-total, total == 0, remote, pre, hasPre)
 			if errors.Is(err, broker.ErrRemoteRead) {
 				needRemote = true
 			} else if err != nil {
@@ -122,7 +129,65 @@ func buildFetch(s *Server, ctx context.Context, req *kmsg.FetchRequest, remote b
 	return resp, total, hasErr, needRemote
 }
 
-func fetchOne(s *Server, ctx context.Context, req *kmsg.FetchRequest, topic string, fp kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, budget int, first, remote bool) ([]byte, error) {
+// coldRead is a remote read done ahead of assembling the response.
+type coldRead struct {
+	data []byte
+	err  error
+}
+
+// maxColdReads bounds the partitions of one Fetch read from the bucket at
+// once (the tier's reader pool bounds object requests across all fetches).
+const maxColdReads = 8
+
+// readCold reads, concurrently, every partition of the request whose fetch
+// offset lies below its local log start, so one Fetch serves several cold
+// partitions at once. Results are keyed by (topic, partition) index.
+func readCold(s *Server, ctx context.Context, req *kmsg.FetchRequest) map[[2]int]coldRead {
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		out = map[[2]int]coldRead{}
+		sem = make(chan struct{}, maxColdReads)
+	)
+	for ti, t := range req.Topics {
+		for pi, fp := range t.Partitions {
+			p, err := s.Broker.Partition(t.Topic, fp.Partition)
+			if err != nil || p.Tier() == nil || fp.FetchOffset >= p.LocalStartOffset() || fp.FetchOffset < p.LogStartOffset() {
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				data, err := p.Read(ctx, fp.FetchOffset, int(fp.PartitionMaxBytes), true)
+				mu.Lock()
+				out[[2]int{ti, pi}] = coldRead{data, err}
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	return out
+}
+
+// trimBatches cuts data (whole batches) to at most limit bytes on a batch
+// boundary; with first it keeps at least one batch.
+func trimBatches(data []byte, limit int, first bool) []byte {
+	n := 0
+	for n < len(data) {
+		h, err := batch.ParseHeader(data[n:])
+		if err != nil || n+h.Size() > len(data) {
+			break
+		}
+		if n+h.Size() > limit && !(first && n == 0) {
+			break
+		}
+		n += h.Size()
+	}
+	return data[:n]
+}
+
+func fetchOne(s *Server, ctx context.Context, req *kmsg.FetchRequest, topic string, fp kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, budget int, first, remote bool, pre coldRead, hasPre bool) ([]byte, error) {
 	p, err := s.Broker.Partition(topic, fp.Partition)
 	if err != nil {
 		return nil, err
@@ -143,7 +208,12 @@ func fetchOne(s *Server, ctx context.Context, req *kmsg.FetchRequest, topic stri
 	if limit <= 0 && !first {
 		return nil, nil
 	}
-	data, err := p.Read(ctx, fp.FetchOffset, limit, remote)
+	var data []byte
+	if hasPre {
+		data, err = trimBatches(pre.data, limit, first), pre.err
+	} else {
+		data, err = p.Read(ctx, fp.FetchOffset, limit, remote)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -239,3 +239,53 @@ func bucketEnd(t testing.TB, storeDir string, p *broker.Partition) int64 {
 	}
 	return m.EndOffset()
 }
+
+// TestFetchServesSeveralColdPartitions sends one Fetch for three partitions
+// whose history lives only in the bucket: every partition gets its batches
+// from offset 0, and the response respects max.bytes on batch boundaries.
+func TestFetchServesSeveralColdPartitions(t *testing.T) {
+	ip := startInproc(t, "", withTier(t, t.TempDir()))
+	ctx := ctxT(t, time.Minute)
+	cfgs := map[string]*string{"remote.storage.enable": ptr("true"), "segment.bytes": ptr("8192"), "local.retention.bytes": ptr("1")}
+	if _, err := newAdmin(t, ip.addr).CreateTopic(ctx, 3, 1, cfgs, "cold"); err != nil {
+		t.Fatal(err)
+	}
+	cl := newClient(t, ip.addr)
+	for p := int32(0); p < 3; p++ {
+		for i := 0; i < 40; i++ {
+			req := produceReq("cold", batchOfSize(1000))
+			req.Topics[0].Partitions[0].Partition = p
+			if resp, err := req.RequestWith(ctx, cl); err != nil || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+				t.Fatalf("produce: %v %+v", err, resp)
+			}
+		}
+	}
+	for p := int32(0); p < 3; p++ {
+		part, err := ip.b.Partition("cold", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "partition history to leave local disk", time.Minute, func() bool { return part.LocalStartOffset() > 10 })
+	}
+	resp, err := fetchReq("cold", 0, 0, 0, 1<<20, 1<<20, 0, 1, 2).RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range resp.Topics[0].Partitions {
+		if n, off := countBatches(t, sp.RecordBatches); sp.ErrorCode != 0 || n == 0 || off != 0 {
+			t.Fatalf("partition %d: error %d, %d batches from %d", sp.Partition, sp.ErrorCode, n, off)
+		}
+	}
+	resp, err = fetchReq("cold", 0, 0, 0, 2500, 1<<20, 0, 1, 2).RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, sp := range resp.Topics[0].Partitions {
+		countBatches(t, sp.RecordBatches) // whole batches only
+		total += len(sp.RecordBatches)
+	}
+	if total == 0 || total > 2500 {
+		t.Fatalf("max.bytes 2500 over cold partitions returned %d bytes", total)
+	}
+}
