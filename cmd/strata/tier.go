@@ -204,7 +204,6 @@ func openStoreForInspection(ctx context.Context, o tierLsOptions) (objstore.Stor
 	return st, err
 }
 
-
 // tierTotals adds up partitions.
 type tierTotals struct {
 	partitions, withData int
