@@ -348,3 +348,48 @@ func TestNewLeaderCatchesUp(t *testing.T) {
 		t.Fatalf("newest manifest %v, %v", cur.ID(), err)
 	}
 }
+
+// TestFencedPartitionStopsUploading: once a newer leader has published, the
+// old one's Upload returns ErrFenced without building or storing objects
+// that could never be published.
+func TestFencedPartitionStopsUploading(t *testing.T) {
+	ctx := context.Background()
+	store := mem.New()
+	l1 := openTestLog(t, vfs.NewCrashFS(), "/p")
+	l2 := openTestLog(t, vfs.NewCrashFS(), "/p")
+	g := newBatchGen(22, nil)
+	g.appendTo(t, 1, 30, l1, l2)
+	p1, err := newTestManager(t, store, Config{}).OpenPartition(ctx, testTopic, testPartition, 1, l1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p1.Upload(ctx, l1.DurableOffset()); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := newTestManager(t, store, Config{}).OpenPartition(ctx, testTopic, testPartition, 2, l2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.appendTo(t, 1, 30, l1, l2)
+	if _, err := p2.Upload(ctx, l2.DurableOffset()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p1.Upload(ctx, l1.DurableOffset()); !errors.Is(err, ErrFenced) {
+		t.Fatalf("old leader after the new one published: %v, want ErrFenced", err)
+	}
+	countObjects := func() int {
+		n := 0
+		store.List(ctx, "", func(objstore.ObjectInfo) error { n++; return nil })
+		return n
+	}
+	before := countObjects()
+	g.appendTo(t, 1, 30, l1)
+	for range 3 {
+		if _, err := p1.Upload(ctx, l1.DurableOffset()); !errors.Is(err, ErrFenced) {
+			t.Fatalf("fenced upload: %v, want ErrFenced", err)
+		}
+	}
+	if after := countObjects(); after != before || !p1.Fenced() {
+		t.Fatalf("a fenced partition stored %d objects", after-before)
+	}
+}
