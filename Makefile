@@ -51,7 +51,7 @@ lint: tools-go
 	$(BIN)/staticcheck ./...
 
 ## bench: Go benchmarks plus the load tool against the real binary; see docs/benchmarks.md.
-bench: build
+bench: build tools-go
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	STRATA_BIN=$(BIN)/strata $(GO) run ./cmd/strata-load -all
 

@@ -124,6 +124,7 @@ func (p *Partition) GC(ctx context.Context) (int, error) {
 				return n, fmt.Errorf("tier: gc delete %s: %w", k, err)
 			}
 			p.m.footers.Forget(k)
+			p.m.hot.forget(k)
 			n++
 		}
 	}

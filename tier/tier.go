@@ -52,6 +52,9 @@ type Config struct {
 	// FooterCacheBytes bounds the parsed segment footers kept in memory
 	// (default 64 MiB).
 	FooterCacheBytes int64
+	// MemoryChunkBytes bounds the decompressed chunks kept in memory for
+	// consumers that read a chunk in several fetches (default 64 MiB).
+	MemoryChunkBytes int64
 	// RemoteReaders bounds the object-store reads in flight for cold
 	// fetches, read-ahead and footers together (default 8), so cold reads
 	// cannot exhaust memory or starve the hot path.
@@ -72,6 +75,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CacheBytes <= 0 {
 		c.CacheBytes = 1 << 30
+	}
+	if c.MemoryChunkBytes <= 0 {
+		c.MemoryChunkBytes = 64 << 20
 	}
 	if c.RemoteReaders <= 0 {
 		c.RemoteReaders = 8
@@ -97,6 +103,7 @@ type Manager struct {
 	client  *manifest.Client
 	footers *cache.FooterCache
 	chunks  *cache.ChunkCache
+	hot     *memChunks
 }
 
 // NewManager checks that the store honours conditional create (fenced
@@ -131,6 +138,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		client:  manifest.NewClient(storeAdapter{cfg.Store}, manifest.Options{Now: cfg.Now}),
 		footers: cache.NewFooterCache(cfg.FooterCacheBytes, pool),
 		chunks:  chunks,
+		hot:     newMemChunks(cfg.MemoryChunkBytes),
 	}
 	return m, nil
 }
@@ -211,5 +219,12 @@ func (a storeAdapter) List(ctx context.Context, prefix string, fn func(string) e
 // read cache (with read-ahead of the next chunks for sequential readers).
 // The result is shared: callers must not modify it.
 func (m *Manager) readChunk(ctx context.Context, key string, r *segment.Reader, i int) ([]byte, error) {
-	return m.chunks.ReadChunk(ctx, key, r, i)
+	if raw, ok := m.hot.get(key, i); ok {
+		return raw, nil
+	}
+	raw, err := m.chunks.ReadChunk(ctx, key, r, i)
+	if err == nil {
+		m.hot.put(key, i, raw)
+	}
+	return raw, err
 }

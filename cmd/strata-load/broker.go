@@ -32,23 +32,30 @@ type brokerProc struct {
 // startBroker starts `bin serve` on a free loopback port with a data
 // directory under base and waits until it accepts connections.
 func startBroker(ctx context.Context, bin, base, name string) (*brokerProc, error) {
+	return startBrokerIn(ctx, bin, filepath.Join(base, name+"-data"), filepath.Join(base, name+".log"), nil)
+}
+
+// startBrokerIn starts `bin serve` with the given data directory (created
+// if needed), log file (truncated) and extra flags on a free loopback port,
+// and waits until it accepts connections.
+func startBrokerIn(ctx context.Context, bin, dataDir, logPath string, extra []string) (*brokerProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	dataDir := filepath.Join(base, name+"-data")
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	b := &brokerProc{
 		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		logPath: filepath.Join(base, name+".log"),
+		logPath: logPath,
 		done:    make(chan struct{}),
 	}
 	if b.logFile, err = os.Create(b.logPath); err != nil {
 		return nil, fmt.Errorf("broker log: %w", err)
 	}
-	b.cmd = exec.Command(bin, "serve", "--listen", b.addr, "--data-dir", dataDir, "--log-level", "warn")
+	args := append([]string{"serve", "--listen", b.addr, "--data-dir", dataDir, "--log-level", "warn"}, extra...)
+	b.cmd = exec.Command(bin, args...)
 	b.cmd.Stdout = b.logFile
 	b.cmd.Stderr = b.logFile
 	// The broker gets its own process group so that Stop also reaches the
@@ -167,6 +174,29 @@ func (b *brokerProc) logProblems(max int) (n int, first, last []string) {
 		}
 	}
 	return n, first, last
+}
+
+// foreignLines counts the lines of the broker's log that its structured
+// logger did not write (no level= field), e.g. a library printing to
+// stderr, and returns the first of them.
+func (b *brokerProc) foreignLines() (n int, first string) {
+	f, err := os.Open(b.logPath)
+	if err != nil {
+		return 0, ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.Contains(line, "level=") || strings.Contains(line, `"level":`) {
+			continue
+		}
+		if n++; n == 1 {
+			first = line
+		}
+	}
+	return n, first
 }
 
 // logTail returns the last n lines of the broker's log joined by " | ".

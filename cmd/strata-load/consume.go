@@ -95,17 +95,22 @@ func countRecords(ctx context.Context, seeds []string, topics ...string) (int64,
 // stops when it has seen as many records as the logs hold, on the first
 // fetch error, or after timeout.
 func consume(ctx context.Context, seeds []string, timeout time.Duration, topics ...string) (consumeStats, error) {
+	return consumeWith(ctx, seeds, timeout, nil, topics...)
+}
+
+// consumeWith is consume with extra client options.
+func consumeWith(ctx context.Context, seeds []string, timeout time.Duration, extra []kgo.Opt, topics ...string) (consumeStats, error) {
 	want, err := countRecords(ctx, seeds, topics...)
 	if err != nil {
 		return consumeStats{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(seeds...),
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
+	}, extra...)...)
 	if err != nil {
 		return consumeStats{}, fmt.Errorf("new consumer: %w", err)
 	}

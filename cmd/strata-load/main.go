@@ -6,8 +6,12 @@
 // at the maximum rate and then at half of it (latency), consumes everything
 // back from offset 0, and runs the same load against franz-go's in-memory
 // kfake cluster as a reference. With -all it also measures the disk's
-// sequential fdatasync bandwidth (the physical limit for acks=-1) and the
-// broker's memory and descriptors with many idle partitions.
+// sequential fdatasync bandwidth (the physical limit for acks=-1), the
+// broker's memory and descriptors with many idle partitions, and tiered
+// storage (-tier): it starts Versity S3 Gateway on loopback with a counting
+// HTTP proxy in front of it, runs a broker on that bucket, and measures
+// upload throughput and compression, replay against raw GETs of the same
+// objects, cold random reads and object requests per GB.
 //
 // Every phase is bounded in time; the broker it started is stopped and the
 // temporary directories are removed before it exits.
@@ -23,6 +27,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -42,6 +47,17 @@ type config struct {
 	tmpDir         string
 	out            string
 	timeout        time.Duration
+
+	tier               bool
+	tierMB             int
+	tierPartitions     int
+	tierSegmentBytes   int64
+	tierColdReads      int
+	tierParallel       int
+	tierFetchPartBytes int32
+	tierBrokerFlags    string
+	keep               bool
+	versitygw          string
 }
 
 func main() {
@@ -65,7 +81,7 @@ func main() {
 func parseFlags(args []string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("strata-load", flag.ContinueOnError)
-	fs.BoolVar(&cfg.all, "all", false, "run every phase: broker load, kfake reference, disk limit, idle partitions")
+	fs.BoolVar(&cfg.all, "all", false, "run every phase: broker load, kfake reference, disk limit, idle partitions, tiered storage")
 	fs.BoolVar(&cfg.load, "load", true, "run the produce/consume phases (false: only disk and idle phases)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of each produce phase")
 	fs.Int64Var(&cfg.records, "records", 0, "stop each produce phase after this many records (0: only -duration bounds it)")
@@ -76,8 +92,25 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&cfg.skipKfake, "skip-kfake", false, "do not run the kfake reference")
 	fs.StringVar(&cfg.strataBin, "strata", os.Getenv("STRATA_BIN"), "strata binary to start (default $STRATA_BIN; empty skips the broker phases)")
 	fs.StringVar(&cfg.tmpDir, "tmpdir", os.TempDir(), "directory under which data directories and disk-test files are created")
+	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (data directories, broker and versitygw logs) for inspection")
 	fs.StringVar(&cfg.out, "out", "", "also append the Markdown report to this file")
-	fs.DurationVar(&cfg.timeout, "timeout", 0, "hard limit for the whole run (default 10m + 12 x -duration)")
+	fs.DurationVar(&cfg.timeout, "timeout", 0, "hard limit for the whole run (default 10m + 12 x -duration, plus 10m + 2s per -tier-mb with -tier)")
+	fs.BoolVar(&cfg.tier, "tier", false, "measure tiered storage on versitygw: upload, replay vs raw GET, cold random reads (implied by -all)")
+	fs.IntVar(&cfg.tierMB, "tier-mb", 512, "MB (10^6 bytes) of record values produced per data kind in the tier phase")
+	fs.IntVar(&cfg.tierPartitions, "tier-partitions", 1, "partitions of the tiered topics")
+	fs.Int64Var(&cfg.tierSegmentBytes, "tier-segment-bytes", 64<<20, "segment.bytes of the tiered topics")
+	fs.IntVar(&cfg.tierColdReads, "tier-cold-reads", 8, "pairs of cold random reads (first read in a segment, then another chunk of it)")
+	fs.IntVar(&cfg.tierParallel, "tier-parallel-gets", 4, "concurrent GETs of the parallel raw-GET measurement")
+	fs.Func("tier-fetch-partition-bytes", "the replay consumer's kgo FetchMaxPartitionBytes (default kgo's 1 MiB)", func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("want a positive byte count, got %q", v)
+		}
+		cfg.tierFetchPartBytes = int32(n)
+		return nil
+	})
+	fs.StringVar(&cfg.tierBrokerFlags, "tier-broker-flags", "", "extra flags for the tier phase's broker, space-separated (e.g. \"--log-level info\")")
+	fs.StringVar(&cfg.versitygw, "versitygw", "", "versitygw binary (default $VERSITYGW_BIN, <repo>/bin/versitygw, PATH)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -92,8 +125,12 @@ func parseFlags(args []string) (config, error) {
 	}
 	cfg.disk = cfg.disk || cfg.all
 	cfg.load = cfg.load || cfg.all
+	cfg.tier = cfg.tier || cfg.all
 	if cfg.timeout == 0 {
 		cfg.timeout = 10*time.Minute + 12*cfg.duration
+		if cfg.tier {
+			cfg.timeout += 10*time.Minute + time.Duration(cfg.tierMB)*2*time.Second
+		}
 	}
 	switch {
 	case cfg.duration <= 0:
@@ -104,6 +141,19 @@ func parseFlags(args []string) (config, error) {
 		return cfg, errors.New("-partitions must be positive")
 	case cfg.records < 0:
 		return cfg, errors.New("-records must not be negative")
+	case cfg.tierMB <= 0:
+		return cfg, errors.New("-tier-mb must be positive")
+	case cfg.tierPartitions <= 0:
+		return cfg, errors.New("-tier-partitions must be positive")
+	case cfg.tierSegmentBytes < 1024:
+		return cfg, errors.New("-tier-segment-bytes must be at least 1024")
+	case cfg.tierColdReads < 0:
+		return cfg, errors.New("-tier-cold-reads must not be negative")
+	case cfg.tierParallel <= 0:
+		return cfg, errors.New("-tier-parallel-gets must be positive")
+	}
+	if cfg.tier && cfg.strataBin == "" {
+		return cfg, errors.New("-tier needs the broker binary: set STRATA_BIN or -strata")
 	}
 	if cfg.idlePartitions > 0 && cfg.strataBin == "" {
 		return cfg, errors.New("-idle-partitions needs the broker binary: set STRATA_BIN or -strata")
@@ -119,7 +169,11 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return fmt.Errorf("temp dir: %w", err)
 	}
-	defer os.RemoveAll(base)
+	if cfg.keep {
+		defer logf("kept %s", base)
+	} else {
+		defer os.RemoveAll(base)
+	}
 
 	rep := &report{started: time.Now(), cfg: cfg}
 	rep.machine = describeMachine(base, cfg.strataBin)
@@ -145,6 +199,12 @@ func run(ctx context.Context, cfg config) error {
 		logf("strata: idle phase with %d partitions", cfg.idlePartitions)
 		idle := runIdle(ctx, cfg, base)
 		rep.idle = &idle
+	}
+
+	if cfg.tier && ctx.Err() == nil {
+		logf("strata: tiered storage phase (%d MB per data kind)", cfg.tierMB)
+		t := runTier(ctx, cfg, base)
+		rep.tier = &t
 	}
 
 	md := rep.markdown()

@@ -15,6 +15,7 @@ type report struct {
 	disk    *diskResult
 	loads   []loadResult
 	idle    *idleResult
+	tier    *tierResult
 }
 
 // err joins every phase failure.
@@ -41,6 +42,9 @@ func (r *report) err() error {
 	if r.idle != nil && r.idle.err != nil {
 		errs = append(errs, fmt.Errorf("idle partitions: %w", r.idle.err))
 	}
+	if r.tier != nil {
+		errs = append(errs, r.tier.errs()...)
+	}
 	return errors.Join(errs...)
 }
 
@@ -48,16 +52,20 @@ func (r *report) err() error {
 func (r *report) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## strata-load, %s\n\n", r.started.Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "%d-byte random records, no compression, %d partitions, %v per produce phase",
-		r.cfg.recordSize, r.cfg.partitions, r.cfg.duration)
-	if r.cfg.records > 0 {
-		fmt.Fprintf(&b, " or %d records", r.cfg.records)
+	if r.cfg.load {
+		fmt.Fprintf(&b, "%d-byte random records, no compression, %d partitions, %v per produce phase",
+			r.cfg.recordSize, r.cfg.partitions, r.cfg.duration)
+		if r.cfg.records > 0 {
+			fmt.Fprintf(&b, " or %d records", r.cfg.records)
+		}
+		b.WriteString("; ")
 	}
-	fmt.Fprintf(&b, "; franz-go %s. MB = 10^6 bytes, MiB = 2^20 bytes.\n", r.machine.franzGo)
+	fmt.Fprintf(&b, "franz-go %s. MB = 10^6 bytes, MiB = 2^20 bytes.\n", r.machine.franzGo)
 	r.writeMachine(&b)
 	r.writeLoad(&b)
 	r.writeDisk(&b)
 	r.writeResources(&b)
+	r.writeTier(&b)
 	if err := r.err(); err != nil {
 		b.WriteString("\n### Failures\n\n")
 		for _, e := range strings.Split(err.Error(), "\n") {
