@@ -69,6 +69,11 @@ func (o *objectStoreFlags) open(ctx context.Context, dataDir string, mustExist b
 		st, err := s3.New(ctx, s3.Options{
 			Bucket: o.bucket, Endpoint: o.endpoint, Region: o.region, PathStyle: o.pathStyle,
 			AccessKeyID: o.accessKey, SecretAccessKey: o.secretKey,
+			// Segment objects are uploaded from files, which the backend
+			// sends without buffering: a segment of up to 2 GiB is one PUT,
+			// larger ones go in 512 MiB parts (few requests per GB).
+			MultipartThreshold: 2 << 30,
+			PartSize:           512 << 20,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("object store: %w", err)

@@ -433,9 +433,12 @@ func testBadBody(t *testing.T, s objstore.Store, large int64) {
 		data := Random(5, size)
 		for _, key := range []string{"bad/existing", "bad/new"} {
 			bodies := map[string]io.Reader{
-				"short":   bytes.NewReader(data[:size-1]),
-				"long":    io.MultiReader(bytes.NewReader(data), strings.NewReader("x")),
-				"failing": &errReader{data: data, n: int(size * 2 / 3)},
+				"short": bytes.NewReader(data[:size-1]),
+				"long":  io.MultiReader(bytes.NewReader(data), strings.NewReader("x")),
+				// Seekable readers (files) may be sent without buffering.
+				"long-seekable":    bytes.NewReader(append(bytes.Clone(data), 'x')),
+				"short-unseekable": io.MultiReader(bytes.NewReader(data[:size-1])),
+				"failing":          &errReader{data: data, n: int(size * 2 / 3)},
 			}
 			for name, body := range bodies {
 				if err := s.Put(ctx, key, body, size); err == nil {

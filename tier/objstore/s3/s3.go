@@ -241,20 +241,31 @@ func (s *Store) put(ctx context.Context, key string, r io.Reader, size int64, if
 	if size < 0 {
 		return fmt.Errorf("negative size %d", size)
 	}
-	if size > s.opts.MultipartThreshold {
-		return s.putMultipart(ctx, key, r, size, ifAbsent)
-	}
-	// The body is buffered (at most MultipartThreshold bytes) so the SDK
-	// can sign it, checksum it and resend it on retries, and so a failing
-	// reader fails before any request is made.
-	body, err := sized.ReadAll(ctx, r, size)
+	src, isSection, err := asSection(r, size)
 	if err != nil {
 		return err
+	}
+	if size > s.opts.MultipartThreshold {
+		return s.putMultipart(ctx, key, r, src, isSection, size, ifAbsent)
+	}
+	// The SDK must be able to sign, checksum and resend the body: a file
+	// (ReaderAt and Seeker) is sent from its own bytes, anything else is
+	// buffered (at most MultipartThreshold bytes), so a failing reader
+	// fails before any request is made.
+	var body io.ReadSeeker
+	if isSection {
+		body = src.part(0, size)
+	} else {
+		buf, err := sized.ReadAll(ctx, r, size)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(buf)
 	}
 	in := &s3.PutObjectInput{
 		Bucket:        aws.String(s.opts.Bucket),
 		Key:           aws.String(key),
-		Body:          bytes.NewReader(body),
+		Body:          body,
 		ContentLength: aws.Int64(size),
 	}
 	if ifAbsent {
@@ -271,7 +282,7 @@ func (s *Store) put(ctx context.Context, key string, r io.Reader, size int64, if
 // upload if anything fails. With ifAbsent the condition is checked by
 // CompleteMultipartUpload, so a loser has uploaded its parts for nothing
 // but never replaces the winner's object.
-func (s *Store) putMultipart(ctx context.Context, key string, r io.Reader, size int64, ifAbsent bool) (err error) {
+func (s *Store) putMultipart(ctx context.Context, key string, r io.Reader, src sectionSource, isSection bool, size int64, ifAbsent bool) (err error) {
 	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:            aws.String(s.opts.Bucket),
 		Key:               aws.String(key),
@@ -296,20 +307,29 @@ func (s *Store) putMultipart(ctx context.Context, key string, r io.Reader, size 
 		}
 	}()
 
-	buf := make([]byte, min(s.opts.PartSize, size))
+	var buf []byte
+	if !isSection {
+		buf = make([]byte, min(s.opts.PartSize, size))
+	}
 	var parts []types.CompletedPart
 	for off, num := int64(0), int32(1); off < size; num++ {
 		n := min(s.opts.PartSize, size-off)
-		part := buf[:n]
-		if err := sized.ReadFull(ctx, r, part); err != nil {
-			return err
+		var body io.ReadSeeker
+		if isSection {
+			body = src.part(off, n)
+		} else {
+			part := buf[:n]
+			if err := sized.ReadFull(ctx, r, part); err != nil {
+				return err
+			}
+			body = bytes.NewReader(part)
 		}
 		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
 			Bucket:            aws.String(s.opts.Bucket),
 			Key:               aws.String(key),
 			UploadId:          uploadID,
 			PartNumber:        aws.Int32(num),
-			Body:              bytes.NewReader(part),
+			Body:              body,
 			ContentLength:     aws.Int64(n),
 			ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
 		})
@@ -319,8 +339,10 @@ func (s *Store) putMultipart(ctx context.Context, key string, r io.Reader, size 
 		parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(num), ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32})
 		off += n
 	}
-	if err := sized.ExpectEOF(r); err != nil {
-		return err
+	if !isSection {
+		if err := sized.ExpectEOF(r); err != nil {
+			return err
+		}
 	}
 	in := &s3.CompleteMultipartUploadInput{
 		Bucket:          aws.String(s.opts.Bucket),
