@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	plog "github.com/strata-io/strata/ingest/log"
 	"github.com/strata-io/strata/ingest/log/vfs"
 	"github.com/strata-io/strata/tier/manifest"
 	"github.com/strata-io/strata/tier/objstore"
@@ -308,22 +309,7 @@ func testFencing(t *testing.T, seed uint64) {
 // from the bucket's newest manifest instead of failing forever.
 func TestNewLeaderCatchesUp(t *testing.T) {
 	ctx := context.Background()
-	store := mem.New()
-	l1 := openTestLog(t, vfs.NewCrashFS(), "/p")
-	l2 := openTestLog(t, vfs.NewCrashFS(), "/p")
-	g := newBatchGen(21, nil)
-	g.appendTo(t, 1, 30, l1, l2)
-	p1, err := newTestManager(t, store, Config{}).OpenPartition(ctx, testTopic, testPartition, 1, l1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p1.Upload(ctx, l1.DurableOffset()); err != nil {
-		t.Fatal(err)
-	}
-	p2, err := newTestManager(t, store, Config{}).OpenPartition(ctx, testTopic, testPartition, 2, l2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, l1, l2, g, p1, p2 := twoLeaders(t, 21)
 	stale := p2.RemoteEndOffset()
 	g.appendTo(t, 1, 30, l1, l2)
 	if n, err := p1.Upload(ctx, l1.DurableOffset()); err != nil || n == 0 {
@@ -354,22 +340,7 @@ func TestNewLeaderCatchesUp(t *testing.T) {
 // that could never be published.
 func TestFencedPartitionStopsUploading(t *testing.T) {
 	ctx := context.Background()
-	store := mem.New()
-	l1 := openTestLog(t, vfs.NewCrashFS(), "/p")
-	l2 := openTestLog(t, vfs.NewCrashFS(), "/p")
-	g := newBatchGen(22, nil)
-	g.appendTo(t, 1, 30, l1, l2)
-	p1, err := newTestManager(t, store, Config{}).OpenPartition(ctx, testTopic, testPartition, 1, l1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p1.Upload(ctx, l1.DurableOffset()); err != nil {
-		t.Fatal(err)
-	}
-	p2, err := newTestManager(t, store, Config{}).OpenPartition(ctx, testTopic, testPartition, 2, l2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, l1, l2, g, p1, p2 := twoLeaders(t, 22)
 	g.appendTo(t, 1, 30, l1, l2)
 	if _, err := p2.Upload(ctx, l2.DurableOffset()); err != nil {
 		t.Fatal(err)
@@ -392,4 +363,29 @@ func TestFencedPartitionStopsUploading(t *testing.T) {
 	if after := countObjects(); after != before || !p1.Fenced() {
 		t.Fatalf("a fenced partition stored %d objects", after-before)
 	}
+}
+
+// twoLeaders sets up one partition with two leaders on one bucket: logs l1
+// and l2 with the same first 30 batches, p1 (epoch 1) having uploaded them,
+// then p2 (epoch 2) opened.
+func twoLeaders(t *testing.T, seed uint64) (*mem.Store, *plog.Log, *plog.Log, *batchGen, *Partition, *Partition) {
+	t.Helper()
+	ctx := context.Background()
+	store := mem.New()
+	l1 := openTestLog(t, vfs.NewCrashFS(), "/p")
+	l2 := openTestLog(t, vfs.NewCrashFS(), "/p")
+	g := newBatchGen(seed, nil)
+	g.appendTo(t, 1, 30, l1, l2)
+	p1, err := newTestManager(t, store, Config{}).OpenPartition(ctx, testTopic, testPartition, 1, l1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p1.Upload(ctx, l1.DurableOffset()); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := newTestManager(t, store, Config{}).OpenPartition(ctx, testTopic, testPartition, 2, l2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, l1, l2, g, p1, p2
 }
