@@ -121,6 +121,10 @@ type Broker struct {
 	delMu, delRun sync.Mutex
 	// throttleMs is the produce throttle while the data disk is nearly full.
 	throttleMs atomic.Int32
+	// descWritten remembers the tiered topic descriptors already in the
+	// bucket (topic id → fingerprint).
+	descMu      sync.Mutex
+	descWritten map[cluster.TopicID]string
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -175,12 +179,19 @@ func Open(cfg Config) (*Broker, error) {
 		pids:   pids,
 	}
 	b.mu.parts = map[partKey]*Partition{}
+	b.descWritten = map[cluster.TopicID]string{}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := b.openAll(); err != nil {
 		b.Close()
 		return nil, err
 	}
 	meta.Watch(b.onMetadata)
+	if cfg.Tier != nil {
+		if err := b.importTopics(); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
 	b.wg.Add(1)
 	go b.housekeeping()
 	if cfg.Tier != nil {

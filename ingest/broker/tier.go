@@ -66,6 +66,7 @@ func (b *Broker) TierPass(gc bool) {
 		}
 	}
 	b.mu.RUnlock()
+	b.describeTopics(parts)
 	sem := make(chan struct{}, b.cfg.TierWorkers)
 	var wg sync.WaitGroup
 	for _, p := range parts {
@@ -197,7 +198,9 @@ func (b *Broker) resumeRemoteDeletions() {
 			copy(id[:], raw)
 		}
 		total := 0
-		var err error
+		// The descriptor goes first, so that no broker imports a topic
+		// whose data is being deleted.
+		err := b.cfg.Tier.DeleteTopic(b.ctx, id)
 		for part := int32(0); part < d.Partitions && err == nil; part++ {
 			var n int
 			n, err = b.cfg.Tier.DeletePartitionData(b.ctx, id, part)
@@ -248,4 +251,80 @@ func (b *Broker) saveDeletionsLocked(p []remoteDeletion) error {
 		return err
 	}
 	return cluster.WriteFileAtomic(b.deletionsPath(), raw)
+}
+
+// describeTopics keeps a descriptor of every tiered topic in the bucket
+// (name, id, partitions, configs), rewriting it when it changes, so that a
+// broker with a new data directory can import the topic (importTopics).
+func (b *Broker) describeTopics(parts []*Partition) {
+	seen := map[cluster.TopicID]bool{}
+	for _, p := range parts {
+		if seen[p.TopicID] {
+			continue
+		}
+		seen[p.TopicID] = true
+		t, ok := b.meta.TopicByID(p.TopicID)
+		if !ok {
+			continue
+		}
+		raw, _ := json.Marshal([]any{t.Name, len(t.Partitions), t.Configs})
+		b.descMu.Lock()
+		same := b.descWritten[t.ID] == string(raw)
+		b.descMu.Unlock()
+		if same {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+		err := b.cfg.Tier.PutTopic(ctx, t.ID, t.Name, int32(len(t.Partitions)), t.Configs)
+		cancel()
+		if err != nil {
+			b.log.Warn("tier topic descriptor; will retry", "topic", t.Name, "err", err)
+			continue
+		}
+		b.descMu.Lock()
+		b.descWritten[t.ID] = string(raw)
+		b.descMu.Unlock()
+	}
+}
+
+// importTopics creates, in the local metadata, the tiered topics the bucket
+// describes but this broker does not know (a new data directory on an old
+// bucket). Their partitions then continue from the bucket: empty local logs
+// are reset to the remote end offsets. Topics whose name is taken by another
+// topic, and topics pending deletion, are left alone.
+func (b *Broker) importTopics() error {
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Minute)
+	defer cancel()
+	descs, err := b.cfg.Tier.Topics(ctx)
+	if err != nil {
+		return err
+	}
+	pending := map[string]bool{}
+	b.delMu.Lock()
+	for _, d := range b.loadDeletionsLocked() {
+		pending[d.TopicID] = true
+	}
+	b.delMu.Unlock()
+	for _, d := range descs {
+		var id cluster.TopicID
+		raw, _ := hex.DecodeString(d.ID) // checked by Topics
+		copy(id[:], raw)
+		if pending[d.ID] {
+			continue
+		}
+		if _, ok := b.meta.TopicByID(id); ok {
+			continue
+		}
+		if other, ok := b.meta.Topic(d.Name); ok {
+			b.log.Warn("bucket describes a tiered topic whose name is taken; not importing it",
+				"topic", d.Name, "bucket_topic_id", d.ID, "local_topic_id", other.ID.String())
+			continue
+		}
+		t := cluster.Topic{Name: d.Name, ID: id, Partitions: make([]cluster.Partition, d.Partitions), Configs: d.Configs}
+		if _, err := b.meta.CreateTopic(t); err != nil {
+			return fmt.Errorf("import topic %s from the bucket: %w", d.Name, err)
+		}
+		b.log.Info("imported tiered topic from the bucket", "topic", d.Name, "topic_id", d.ID, "partitions", d.Partitions)
+	}
+	return nil
 }

@@ -182,7 +182,9 @@ func TestTieredTopicRoundTrip(t *testing.T) {
 	if _, err := newAdmin(t, ip.addr).DeleteTopics(ctx, topic); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the topic's objects to be deleted", time.Minute, func() bool { return len(listObjects(t, storeDir)) == 0 })
+	waitFor(t, "the topic's objects and descriptor to be deleted", time.Minute, func() bool {
+		return len(listObjects(t, storeDir)) == 0 && !slicesContainPrefix(listAllObjects(t, storeDir), "_strata/topics/")
+	})
 }
 
 // TestProduceThrottledWhenDiskNearlyFull checks the documented policy: while
@@ -288,4 +290,80 @@ func TestFetchServesSeveralColdPartitions(t *testing.T) {
 	if total == 0 || total > 2500 {
 		t.Fatalf("max.bytes 2500 over cold partitions returned %d bytes", total)
 	}
+}
+
+// TestFreshBrokerOnOldBucket stops a broker with a tiered topic, throws its
+// whole data directory away (metadata included) and starts a new broker on
+// the same bucket: the topic comes back under its name and id, its history
+// reads from offset 0, and produce continues at the remote end.
+func TestFreshBrokerOnOldBucket(t *testing.T) {
+	storeDir := t.TempDir()
+	ip := startInproc(t, t.TempDir(), withTier(t, storeDir))
+	ctx := ctxT(t, time.Minute)
+	cfgs := map[string]*string{"remote.storage.enable": ptr("true"), "segment.bytes": ptr("8192"), "local.retention.bytes": ptr("1"), "retention.ms": ptr("-1")}
+	created, err := newAdmin(t, ip.addr).CreateTopic(ctx, 2, 1, cfgs, "history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := newClient(t, ip.addr, kgo.DefaultProduceTopic("history"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for i := 0; i < 400; i++ {
+		produceSync(t, ctx, cl, []*kgo.Record{{Partition: int32(i % 2), Value: []byte(fmt.Sprintf("v%d", i))}})
+	}
+	p0 := tieredPartition(t, ip.b, "history")
+	waitFor(t, "history in the bucket", time.Minute, func() bool {
+		return p0.Tier().RemoteEndOffset() > 100 && slicesContainPrefix(listAllObjects(t, storeDir), "_strata/topics/")
+	})
+	p1, err := ip.b.Partition("history", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip.stop()
+	ends := map[int32]int64{0: bucketEnd(t, storeDir, p0), 1: bucketEnd(t, storeDir, p1)}
+
+	ip = startInproc(t, t.TempDir(), withTier(t, storeDir)) // a new data directory
+	td, err := newAdmin(t, ip.addr).ListTopics(ctx, "history")
+	if err != nil || td["history"].Err != nil || td["history"].ID != created.ID || len(td["history"].Partitions) != 2 {
+		t.Fatalf("imported topic: %+v %v", td["history"], err)
+	}
+	for part := int32(0); part < 2; part++ {
+		p, err := ip.b.Partition("history", part)
+		if err != nil || p.LogEndOffset() != ends[part] || p.LogStartOffset() != 0 {
+			t.Fatalf("partition %d after import: log [%d, %d), want [0, %d) (%v)", part, p.LogStartOffset(), p.LogEndOffset(), ends[part], err)
+		}
+	}
+	n := int(ends[0] + ends[1])
+	got := consumeAll(t, ip.addr, "history", n, kgo.NewOffset().AtStart())
+	for _, r := range got {
+		if want := fmt.Sprintf("v%d", 2*int(r.Offset)+int(r.Partition)); string(r.Value) != want {
+			t.Fatalf("partition %d offset %d: %q, want %q", r.Partition, r.Offset, r.Value, want)
+		}
+	}
+	cl = newClient(t, ip.addr, kgo.DefaultProduceTopic("history"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	r := &kgo.Record{Partition: 0, Value: []byte("new")}
+	produceSync(t, ctx, cl, []*kgo.Record{r})
+	if r.Offset != ends[0] {
+		t.Fatalf("first new record at offset %d, want %d", r.Offset, ends[0])
+	}
+}
+
+func listAllObjects(t testing.TB, storeDir string) []string {
+	st, err := fs.New(storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var keys []string
+	if err := st.List(context.Background(), "", func(o objstore.ObjectInfo) error { keys = append(keys, o.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+func slicesContainPrefix(keys []string, prefix string) bool {
+	for _, k := range keys {
+		if strings.HasPrefix(k, prefix) {
+			return true
+		}
+	}
+	return false
 }
