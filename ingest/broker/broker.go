@@ -116,6 +116,8 @@ type Broker struct {
 	// openMu serialises partition opens so that two callers never run
 	// recovery on the same directory at once.
 	openMu sync.Mutex
+	// tierMu serialises opening partitions' tiers (after openMu).
+	tierMu sync.Mutex
 	// delMu guards the pending remote deletions file; delRun serialises
 	// deletion runs.
 	delMu, delRun sync.Mutex
@@ -299,8 +301,9 @@ func (b *Broker) openPartition(t cluster.Topic, idx int32) (*Partition, error) {
 	}
 	p.log = l
 	if err := b.attachTier(p, tc); err != nil {
-		l.Close()
-		return nil, err
+		// The tier loop retries; meanwhile an empty log refuses writes and
+		// reads below the local start fail with a retriable error.
+		b.log.Warn("open tier; will retry", "topic", t.Name, "partition", idx, "err", err)
 	}
 	b.mu.Lock()
 	b.mu.parts[key] = p

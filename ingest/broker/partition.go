@@ -23,6 +23,9 @@ type Partition struct {
 
 	log *plog.Log
 	tp  atomic.Pointer[tier.Partition] // set when the topic is tiered
+	// needsTier is set for tiered topics from the first attempt to open
+	// the tier; with no tier attached yet, an empty log refuses writes.
+	needsTier atomic.Bool
 
 	mu struct {
 		sync.Mutex
@@ -118,6 +121,9 @@ var codecByName = map[string]int{
 // requests older than Produce v7. The result is not yet durable: callers
 // that need acks=-1 wait with WaitDurable.
 func (p *Partition) Produce(records []byte, allowZstd bool) (ProduceResult, error) {
+	if p.needsTier.Load() && p.tiered() == nil && p.log.EndOffset() == p.log.StartOffset() {
+		return ProduceResult{}, fmt.Errorf("%w: %s-%d: the tier is not open yet, so the offset to continue from is unknown", ErrRemoteStorage, p.Topic, p.Index)
+	}
 	c := p.Config()
 	now := time.Now().UnixMilli()
 	opts := batch.ValidateOptions{
@@ -199,8 +205,17 @@ func (p *Partition) Read(ctx context.Context, offset int64, maxBytes int, remote
 		return nil, nil
 	}
 	data, err := p.log.Read(offset, maxBytes, hw)
+	if !errors.Is(err, plog.ErrBelowLocalStart) {
+		return data, err
+	}
 	tp := p.tiered()
-	if tp == nil || !errors.Is(err, plog.ErrBelowLocalStart) {
+	if tp == nil {
+		if p.needsTier.Load() {
+			// History is in the bucket, whose tier is not open yet: a
+			// retriable error, never OFFSET_OUT_OF_RANGE (which would make
+			// consumers reset).
+			return nil, fmt.Errorf("%w: %s-%d: the tier is not open yet", ErrRemoteStorage, p.Topic, p.Index)
+		}
 		return data, err
 	}
 	if !remote {

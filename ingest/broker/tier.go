@@ -24,9 +24,17 @@ func (b *Broker) configOptions() topicconfig.Options {
 // remote.storage.enable=true. It lines the local log up with the bucket
 // first (a wiped disk continues from the remote end).
 func (b *Broker) attachTier(p *Partition, tc topicconfig.Config) error {
-	if b.cfg.Tier == nil || !tc.RemoteStorage || p.tiered() != nil {
+	if b.cfg.Tier == nil || !tc.RemoteStorage {
 		return nil
 	}
+	b.tierMu.Lock()
+	defer b.tierMu.Unlock()
+	if p.tiered() != nil {
+		return nil
+	}
+	// Until the tier is attached, an empty local log must not take writes:
+	// the bucket may hold history it has to continue from.
+	p.needsTier.Store(true)
 	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Minute)
 	defer cancel()
 	tp, err := b.cfg.Tier.OpenPartition(ctx, p.TopicID, p.Index, p.LeaderEpoch(), p.log)
@@ -59,13 +67,24 @@ func (b *Broker) tierLoop() {
 func (b *Broker) TierPass(gc bool) {
 	b.relieveDisk()
 	b.mu.RLock()
-	var parts []*Partition
+	var parts, detached []*Partition
 	for _, p := range b.mu.parts {
 		if p.tiered() != nil {
 			parts = append(parts, p)
+		} else if p.needsTier.Load() {
+			detached = append(detached, p)
 		}
 	}
 	b.mu.RUnlock()
+	// Partitions whose tier could not be opened (the store was down) are
+	// retried here.
+	for _, p := range detached {
+		if err := b.attachTier(p, p.Config()); err != nil {
+			b.log.Warn("open tier; will retry", "topic", p.Topic, "partition", p.Index, "err", err)
+		} else {
+			parts = append(parts, p)
+		}
+	}
 	b.describeTopics(parts)
 	sem := make(chan struct{}, b.cfg.TierWorkers)
 	var wg sync.WaitGroup

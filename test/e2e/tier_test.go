@@ -20,6 +20,7 @@ import (
 	"github.com/strata-io/strata/tier"
 	"github.com/strata-io/strata/tier/manifest"
 	"github.com/strata-io/strata/tier/objstore"
+	"github.com/strata-io/strata/tier/objstore/faulty"
 	"github.com/strata-io/strata/tier/objstore/fs"
 )
 
@@ -366,4 +367,42 @@ func slicesContainPrefix(keys []string, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// TestTieredPartitionWaitsForItsTier: when the object store cannot be
+// reached as a tiered topic is created, its empty partition refuses writes
+// (the bucket might hold history to continue from) with a retriable
+// KAFKA_STORAGE_ERROR, and takes them once a later tier pass opens the tier.
+func TestTieredPartitionWaitsForItsTier(t *testing.T) {
+	inner, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := faulty.New(inner, 1)
+	ip := startInproc(t, "", func(b *brokerCfg, _ *wireCfg) {
+		tm, err := tier.NewManager(context.Background(), tier.Config{Store: st, TempDir: filepath.Join(b.DataDir, "tier-tmp"), Logger: b.Logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tm.Close() })
+		b.Tier = tm
+		b.TierCheckInterval = time.Hour // passes are run by the test
+	})
+	ctx := ctxT(t, time.Minute)
+	st.SetRules(faulty.Rule{Kind: faulty.Error, Ops: []objstore.Op{objstore.OpList}})
+	if _, err := newAdmin(t, ip.addr).CreateTopic(ctx, 1, 1, map[string]*string{"remote.storage.enable": ptr("true")}, "waits"); err != nil {
+		t.Fatal(err)
+	}
+	cl := newClient(t, ip.addr)
+	if code := produceRaw(t, ctx, cl, "waits", 1); code != kerr.KafkaStorageError.Code {
+		t.Fatalf("produce before the tier opened: %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(code))
+	}
+	st.Clear()
+	ip.b.TierPass(false)
+	if code := produceRaw(t, ctx, cl, "waits", 1); code != 0 {
+		t.Fatalf("produce after the tier opened: %v", kerr.ErrorForCode(code))
+	}
+	if p := tieredPartition(t, ip.b, "waits"); p.Tier() == nil {
+		t.Fatal("tier not attached after a pass")
+	}
 }
