@@ -230,19 +230,7 @@ func TestTierObjectStoreFaults(t *testing.T) {
 	ip := startInproc(t, "", withFaultyTier(t, storeDir, seed, &fst))
 	ctx := ctxT(t, 2*time.Minute)
 	const topic = "tiered-faults"
-	cr, err := newAdmin(t, ip.addr).CreateTopic(ctx, 1, 1, map[string]*string{
-		"remote.storage.enable": ptr("true"),
-		"segment.bytes":         ptr("16384"),
-		"local.retention.bytes": ptr("1"),
-	}, topic)
-	if err == nil {
-		err = cr.Err
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tid manifest.TopicID
-	copy(tid[:], cr.ID[:])
+	tid := createTieredTopic(t, ctx, ip.addr, topic)
 
 	reads := []objstore.Op{objstore.OpGet, objstore.OpGetRange}
 	fst.SetRules(
@@ -353,19 +341,7 @@ func TestTierSIGKILLDuringUpload(t *testing.T) {
 	p := startProc(t, dataDir, port, flags...)
 	ctx := ctxT(t, 3*time.Minute)
 	const topic = "tiered-kill"
-	cr, err := newAdmin(t, p.addr).CreateTopic(ctx, 1, 1, map[string]*string{
-		"remote.storage.enable": ptr("true"),
-		"segment.bytes":         ptr("16384"),
-		"local.retention.bytes": ptr("1"),
-	}, topic)
-	if err == nil {
-		err = cr.Err
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tid manifest.TopicID
-	copy(tid[:], cr.ID[:])
+	tid := createTieredTopic(t, ctx, p.addr, topic)
 	st, err := fs.New(storeDir)
 	if err != nil {
 		t.Fatal(err)
@@ -596,4 +572,22 @@ func unreferencedSegments(t testing.TB, s objstore.Store, tid manifest.TopicID) 
 		t.Fatal(err)
 	}
 	return out
+}
+
+// createTieredTopic creates a one-partition tiered topic with 16 KiB
+// segments and (almost) no local retention, and returns its id.
+func createTieredTopic(t testing.TB, ctx context.Context, addr, topic string) manifest.TopicID {
+	t.Helper()
+	cr, err := newAdmin(t, addr).CreateTopic(ctx, 1, 1, map[string]*string{
+		"remote.storage.enable": ptr("true"),
+		"segment.bytes":         ptr("16384"),
+		"local.retention.bytes": ptr("1"),
+	}, topic)
+	if err == nil {
+		err = cr.Err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return manifest.TopicID(cr.ID)
 }
