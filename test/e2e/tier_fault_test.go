@@ -94,14 +94,25 @@ func unreferenced(t testing.TB, s objstore.Store, tid manifest.TopicID, keep int
 	for _, m := range ms {
 		named[m.Key()] = true
 	}
-	for _, e := range ms[0].Entries {
+	nameObjects(named, ms[0])
+	return keysNotIn(t, ctx, s, manifest.PartitionPrefix(tid, 0), named)
+}
+
+// nameObjects marks the objects m names, in Entries or Deleted.
+func nameObjects(named map[string]bool, m *manifest.Manifest) {
+	for _, e := range m.Entries {
 		named[e.Key] = true
 	}
-	for _, d := range ms[0].Deleted {
+	for _, d := range m.Deleted {
 		named[d.Key] = true
 	}
+}
+
+// keysNotIn lists the keys under prefix that named does not hold.
+func keysNotIn(t testing.TB, ctx context.Context, s objstore.Store, prefix string, named map[string]bool) []string {
+	t.Helper()
 	var out []string
-	err = s.List(ctx, manifest.PartitionPrefix(tid, 0), func(o objstore.ObjectInfo) error {
+	err := s.List(ctx, prefix, func(o objstore.ObjectInfo) error {
 		if !named[o.Key] {
 			out = append(out, o.Key)
 		}
@@ -554,24 +565,9 @@ func unreferencedSegments(t testing.TB, s objstore.Store, tid manifest.TopicID) 
 		t.Fatal(err)
 	}
 	if m != nil {
-		for _, e := range m.Entries {
-			named[e.Key] = true
-		}
-		for _, d := range m.Deleted {
-			named[d.Key] = true
-		}
+		nameObjects(named, m)
 	}
-	var out []string
-	err = s.List(ctx, manifest.SegmentPrefix(tid, 0), func(o objstore.ObjectInfo) error {
-		if !named[o.Key] {
-			out = append(out, o.Key)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return keysNotIn(t, ctx, s, manifest.SegmentPrefix(tid, 0), named)
 }
 
 // createTieredTopic creates a one-partition tiered topic with 16 KiB
