@@ -200,17 +200,7 @@ func (b *brokerProc) foreignLines() (n int, first string) {
 }
 
 // logTail returns the last n lines of the broker's log joined by " | ".
-func (b *brokerProc) logTail(n int) string {
-	data, err := os.ReadFile(b.logPath)
-	if err != nil {
-		return "(no log)"
-	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
-}
+func (b *brokerProc) logTail(n int) string { return tailOf(b.logPath, n) }
 
 // reportLog prints the broker's first and last warnings and errors to
 // stderr.
