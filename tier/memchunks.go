@@ -48,6 +48,13 @@ func (c *memChunks) get(key string, idx int) ([]byte, bool) {
 	return el.Value.(*memChunk).raw, true
 }
 
+// has reports whether the chunk is held, without counting as a use.
+func (c *memChunks) has(key string, idx int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.m[memKey{key, idx}] != nil
+}
+
 // put remembers raw, evicting the least recently used chunks beyond max.
 func (c *memChunks) put(key string, idx int, raw []byte) {
 	n := int64(len(raw))

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/strata-io/strata/index"
 	plog "github.com/strata-io/strata/ingest/log"
@@ -27,7 +28,10 @@ type Partition struct {
 	logger *slog.Logger
 
 	workMu sync.Mutex // one upload, retention or GC pass at a time
-	mu     struct {
+	// nextAhead is the key of the last object whose first chunks were
+	// prefetched for a reader nearing the end of the one before it.
+	nextAhead atomic.Pointer[string]
+	mu        struct {
 		sync.Mutex
 		pub    *manifest.Publisher // opened on first publish
 		cur    *manifest.Manifest  // newest manifest known; never modified in place

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/strata-io/strata/ingest/batch"
 	plog "github.com/strata-io/strata/ingest/log"
+	"github.com/strata-io/strata/tier/cache"
 	"github.com/strata-io/strata/tier/manifest"
 	"github.com/strata-io/strata/tier/segment"
 )
@@ -37,12 +39,51 @@ func (p *Partition) Read(ctx context.Context, offset int64, maxBytes int) ([]byt
 	if !ok {
 		return nil, fmt.Errorf("%w: %d not in %s", plog.ErrOffsetOutOfRange, offset, e.Key)
 	}
-	raw, err := p.m.readChunk(ctx, e.Key, r, ci)
+	raw, sequential, err := p.m.readChunk(ctx, e.Key, r, ci)
 	if err != nil {
 		return nil, fmt.Errorf("tier: read chunk %d of %s: %w", ci, e.Key, err)
 	}
+	if ra := p.m.chunks.ReadAheadChunks(); sequential && ci+ra >= len(r.Footer().Chunks) {
+		p.prefetchNext(e.NextOffset, ra)
+	}
 	return r.BatchesFrom(raw, offset, maxBytes), nil
 }
+
+// prefetchNext starts loading the first n chunks of the object that begins
+// at offset next, for a sequential reader about to reach it (the chunk
+// cache's read-ahead stays within one object). It opens the object's footer
+// in the background, once per object, and returns at once.
+func (p *Partition) prefetchNext(next int64, n int) {
+	m := p.Manifest()
+	if next >= m.EndOffset() {
+		return
+	}
+	e, err := entryFor(m, next)
+	if err != nil {
+		return
+	}
+	if old := p.nextAhead.Load(); old != nil && *old == e.Key {
+		return
+	}
+	key := e.Key
+	p.nextAhead.Store(&key)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), prefetchOpenTimeout)
+		defer cancel()
+		r, err := p.reader(ctx, e)
+		if err != nil {
+			p.logger.Debug("read-ahead: open next segment object", "key", key, "err", err)
+			return
+		}
+		for i := 0; i < n && i < len(r.Footer().Chunks); i++ {
+			p.m.chunks.Prefetch(key, i, cache.ChunkLoader(r, i))
+		}
+	}()
+}
+
+// prefetchOpenTimeout bounds opening the next object's footer for
+// read-ahead.
+const prefetchOpenTimeout = 30 * time.Second
 
 // OffsetForTimestamp returns the first remote offset whose timestamp is at
 // or after ts.
@@ -147,7 +188,7 @@ func (p *Partition) scanRecords(ctx context.Context, e *manifest.Entry, r *segme
 		if chunks[c].MaxTimestamp < minTs {
 			continue
 		}
-		raw, err := p.m.readChunk(ctx, e.Key, r, c)
+		raw, _, err := p.m.readChunk(ctx, e.Key, r, c)
 		if err != nil {
 			return fmt.Errorf("tier: read chunk %d of %s: %w", c, e.Key, err)
 		}

@@ -128,7 +128,10 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	pool := cache.NewLoadPool(cfg.RemoteReaders)
-	chunks, err := cache.Open(cfg.CacheDir, cfg.CacheBytes, cache.Options{Pool: pool})
+	hot := newMemChunks(cfg.MemoryChunkBytes)
+	// Chunks loaded ahead of a reader are kept in memory too, so that the
+	// reader does not read them back from disk.
+	chunks, err := cache.Open(cfg.CacheDir, cfg.CacheBytes, cache.Options{Pool: pool, Loaded: hot.put})
 	if err != nil {
 		return nil, fmt.Errorf("tier: read cache: %w", err)
 	}
@@ -138,7 +141,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		client:  manifest.NewClient(storeAdapter{cfg.Store}, manifest.Options{Now: cfg.Now}),
 		footers: cache.NewFooterCache(cfg.FooterCacheBytes, pool),
 		chunks:  chunks,
-		hot:     newMemChunks(cfg.MemoryChunkBytes),
+		hot:     hot,
 	}
 	return m, nil
 }
@@ -215,16 +218,18 @@ func (a storeAdapter) List(ctx context.Context, prefix string, fn func(string) e
 	return a.s.List(ctx, prefix, func(o objstore.ObjectInfo) error { return fn(o.Key) })
 }
 
-// readChunk returns the raw batches of chunk i of an object, through the
-// read cache (with read-ahead of the next chunks for sequential readers).
-// The result is shared: callers must not modify it.
-func (m *Manager) readChunk(ctx context.Context, key string, r *segment.Reader, i int) ([]byte, error) {
-	if raw, ok := m.hot.get(key, i); ok {
-		return raw, nil
-	}
-	raw, err := m.chunks.ReadChunk(ctx, key, r, i)
-	if err == nil {
+// readChunk returns the raw batches of chunk i of an object, from memory,
+// the read cache or the store, and keeps read-ahead going for sequential
+// readers; sequential reports whether chunk i-1 was read recently. The
+// result is shared: callers must not modify it.
+func (m *Manager) readChunk(ctx context.Context, key string, r *segment.Reader, i int) (raw []byte, sequential bool, err error) {
+	raw, ok := m.hot.get(key, i)
+	if !ok {
+		raw, err = m.chunks.GetOrLoad(ctx, key, i, cache.ChunkLoader(r, i))
+		if err != nil {
+			return nil, false, err
+		}
 		m.hot.put(key, i, raw)
 	}
-	return raw, err
+	return raw, m.chunks.ReadAhead(key, r, i), nil
 }

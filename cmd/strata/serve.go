@@ -43,6 +43,7 @@ type serveOptions struct {
 	maxPartitions    int
 	logLevel         string
 	logFormat        string
+	debugAddr        string
 
 	store              objectStoreFlags
 	tierUploadInterval time.Duration
@@ -92,6 +93,7 @@ environment, which wins over the file.`,
 	f.IntVar(&o.tierGCEvery, "tier-gc-every", 30, "collect garbage in the bucket every this many tier checks")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	f.StringVar(&o.debugAddr, "debug-addr", "", "address for Go's /debug/pprof handlers (off when empty; keep it on loopback)")
 	return cmd
 }
 
@@ -236,6 +238,15 @@ func runServe(o serveOptions) error {
 		b.Close()
 		ln.Close()
 		return err
+	}
+	if o.debugAddr != "" {
+		stopDebug, err := serveDebug(o.debugAddr, logger)
+		if err != nil {
+			b.Close()
+			ln.Close()
+			return err
+		}
+		defer stopDebug()
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

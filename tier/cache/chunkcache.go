@@ -17,9 +17,9 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultPrefetchWorkers = 2
+	DefaultPrefetchWorkers = 3
 	DefaultPrefetchQueue   = 64
-	DefaultReadAhead       = 2
+	DefaultReadAhead       = 4
 )
 
 // ErrClosed is returned by GetOrLoad and Put after Close.
@@ -56,6 +56,12 @@ type Options struct {
 	// the cache (unless it was larger than the limit or failed to write).
 	// For tests and metrics; it must not block for long.
 	PrefetchDone func(key string, idx int, err error)
+	// Loaded, if set, is called with every chunk loaded from the object
+	// store (by a demand read or a prefetch) once its readers have it and
+	// before it is written to disk, e.g. to keep it in memory for the
+	// reader that asked for it ahead of time. b is shared and read-only.
+	// It must not block for long.
+	Loaded func(key string, idx int, b []byte)
 }
 
 // ChunkCache is a bounded on-disk cache of decompressed chunks keyed by
@@ -464,6 +470,15 @@ func (c *ChunkCache) Limit() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.mu.limit
+}
+
+// ReadAheadChunks is the number of chunks a sequential reader's read-ahead
+// covers (0 when read-ahead is off).
+func (c *ChunkCache) ReadAheadChunks() int {
+	if c.maxWorkers == 0 {
+		return 0
+	}
+	return c.readAhead
 }
 
 // Dir returns the cache directory.

@@ -79,6 +79,9 @@ func (c *ChunkCache) storeLoaded(k chunkKey, v loaded, cl *call[loaded]) {
 	if v.fromCache {
 		return
 	}
+	if hook := c.opts.Loaded; hook != nil {
+		hook(k.key, int(k.idx), v.b)
+	}
 	// A failed write is counted in PutErrors; the reader already has its
 	// bytes, and the next reader loads again.
 	_ = c.put(k, v.b, c.flights.takePrefetch(cl))

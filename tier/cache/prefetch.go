@@ -87,23 +87,32 @@ func (c *ChunkCache) runPrefetch(j prefetchJob) error {
 }
 
 // ReadChunk returns chunk i of the segment object key, read through r on a
-// miss (GetOrLoad), and keeps read-ahead going for sequential readers: when
-// chunk i-1 of the same object was read recently, it prefetches the next
-// ReadAhead chunks of the object. Chunk 0 never counts as sequential (it is
-// where random reads into small objects land); a caller that knows the
-// reader is moving on to a new object (from the manifest) can Prefetch its
-// first chunks itself. The slice returned is read-only, as for GetOrLoad.
+// miss (GetOrLoad), and keeps read-ahead going (ReadAhead). The slice
+// returned is read-only, as for GetOrLoad.
 func (c *ChunkCache) ReadChunk(ctx context.Context, key string, r *segment.Reader, i int) ([]byte, error) {
-	sequential := c.seq.record(key, i)
 	b, err := c.GetOrLoad(ctx, key, i, ChunkLoader(r, i))
 	if err != nil {
 		return nil, err
 	}
-	if sequential {
-		n := len(r.Footer().Chunks)
-		for j := i + 1; j <= i+c.readAhead && j < n; j++ {
-			c.Prefetch(key, j, ChunkLoader(r, j))
-		}
-	}
+	c.ReadAhead(key, r, i)
 	return b, nil
+}
+
+// ReadAhead notes a read of chunk i of the segment object key and, when
+// chunk i-1 of the same object was read recently (a sequential reader),
+// prefetches the next ReadAheadChunks chunks of the object. Chunk 0 never
+// counts as sequential (it is where random reads into small objects land);
+// a caller that knows the reader is moving on to a new object (from the
+// manifest) can Prefetch its first chunks itself. Callers that serve the
+// chunk from elsewhere (a memory cache) call it on every read so that
+// read-ahead keeps going. It reports whether the read was sequential.
+func (c *ChunkCache) ReadAhead(key string, r *segment.Reader, i int) bool {
+	if !c.seq.record(key, i) {
+		return false
+	}
+	n := len(r.Footer().Chunks)
+	for j := i + 1; j <= i+c.readAhead && j < n; j++ {
+		c.Prefetch(key, j, ChunkLoader(r, j))
+	}
+	return true
 }
