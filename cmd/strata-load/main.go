@@ -54,6 +54,8 @@ type config struct {
 	tierSegmentBytes   int64
 	tierColdReads      int
 	tierParallel       int
+	tierShapeLatency   time.Duration
+	tierShapeMBps      float64
 	tierFetchPartBytes int32
 	tierBrokerFlags    string
 	keep               bool
@@ -101,6 +103,8 @@ func parseFlags(args []string) (config, error) {
 	fs.Int64Var(&cfg.tierSegmentBytes, "tier-segment-bytes", 64<<20, "segment.bytes of the tiered topics")
 	fs.IntVar(&cfg.tierColdReads, "tier-cold-reads", 8, "pairs of cold random reads (first read in a segment, then another chunk of it)")
 	fs.IntVar(&cfg.tierParallel, "tier-parallel-gets", 4, "concurrent GETs of the parallel raw-GET measurement")
+	fs.DurationVar(&cfg.tierShapeLatency, "tier-shape-latency", 20*time.Millisecond, "first-byte latency the proxy adds in the S3-like replay")
+	fs.Float64Var(&cfg.tierShapeMBps, "tier-shape-mbps", 80, "per-request bandwidth (MB/s) the proxy allows in the S3-like replay (0: skip that replay)")
 	fs.Func("tier-fetch-partition-bytes", "the replay consumer's kgo FetchMaxPartitionBytes (default kgo's 1 MiB)", func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil || n <= 0 {
@@ -149,6 +153,8 @@ func parseFlags(args []string) (config, error) {
 		return cfg, errors.New("-tier-segment-bytes must be at least 1024")
 	case cfg.tierColdReads < 0:
 		return cfg, errors.New("-tier-cold-reads must not be negative")
+	case cfg.tierShapeMBps < 0 || cfg.tierShapeLatency < 0:
+		return cfg, errors.New("-tier-shape-mbps and -tier-shape-latency must not be negative")
 	case cfg.tierParallel <= 0:
 		return cfg, errors.New("-tier-parallel-gets must be positive")
 	}

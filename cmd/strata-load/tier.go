@@ -55,6 +55,7 @@ type tierResult struct {
 	uploads      []tierUpload
 	reads        []tierReadRows // per data kind: raw GETs and replay
 	cold         *tierCold
+	shaped       *tierShaped
 	notes        []string
 	peakRSS      int64
 	logProblems  int
@@ -98,6 +99,21 @@ type tierReadRows struct {
 	// without tiering (local log, page cache): the broker's and client's
 	// limit on this machine without the bucket.
 	local *tierReplay
+}
+
+// tierShaped is the replay against the proxy shaped like a remote store.
+type tierShaped struct {
+	shape *storeShape
+	rows  []tierShapedRow
+}
+
+type tierShapedRow struct {
+	kind   tierData
+	topic  string
+	stored int64
+	chunks int
+	gets   []tierGet // sequential, then parallel, through the shaped proxy
+	replay *tierReplay
 }
 
 // tierGet is one raw GET measurement of every segment object: the median
@@ -319,7 +335,64 @@ func runTierWith(ctx context.Context, cfg config, dir string, gw *gateway, px *c
 	env.setBroker(b)
 	cold := env.coldReads(ctx, segs, topicOf, before)
 	res.cold = &cold
+	if cfg.tierShapeMBps <= 0 || ctx.Err() != nil {
+		return nil
+	}
+
+	// The same replays against a store shaped like a remote one (latency,
+	// per-request bandwidth), from an empty read cache again.
+	stopBroker()
+	if err := os.RemoveAll(filepath.Join(env.dataDir, "tier-cache")); err != nil {
+		return fmt.Errorf("empty the read cache: %w", err)
+	}
+	sh := &storeShape{latency: cfg.tierShapeLatency, bytesPerSec: cfg.tierShapeMBps * 1e6}
+	logf("tier: restarting the broker with an empty read cache; the proxy now adds %s", sh)
+	b, err = startBrokerIn(ctx, cfg.strataBin, env.dataDir, filepath.Join(dir, "broker-shaped.log"), brokerArgs)
+	if err != nil {
+		return fmt.Errorf("restart broker: %w", err)
+	}
+	env.setBroker(b)
+	px.setShape(sh)
+	defer px.setShape(nil)
+	res.shaped = env.shapedReplays(ctx, sh, res)
 	return nil
+}
+
+// shapedReplays GETs every segment object of each tiered topic through the
+// shaped proxy, one at a time and in parallel (one pass each: the proxy sets
+// the pace), and replays the topic through the broker.
+func (env *tierEnv) shapedReplays(ctx context.Context, sh *storeShape, res *tierResult) *tierShaped {
+	out := &tierShaped{shape: sh}
+	for _, rr := range res.reads {
+		var up *tierUpload
+		for i := range res.uploads {
+			if res.uploads[i].topic == rr.topic && res.uploads[i].err == nil {
+				up = &res.uploads[i]
+				break
+			}
+		}
+		if up == nil || ctx.Err() != nil {
+			continue
+		}
+		keys := make([]string, len(up.inv.segs))
+		for i, s := range up.inv.segs {
+			keys[i] = s.key
+		}
+		row := tierShapedRow{kind: rr.kind, topic: rr.topic, stored: rr.stored, chunks: rr.chunks}
+		for _, par := range []int{1, env.cfg.tierParallel} {
+			how := "raw GET, sequential"
+			if par > 1 {
+				how = fmt.Sprintf("raw GET, %d in parallel", par)
+			}
+			logf("tier: S3-like store: %s of %d objects", how, len(keys))
+			g := getAll(ctx, env.viaProxy, env.bucket, keys, par)
+			g.how, g.parallel, g.passes = how, par, 1
+			row.gets = append(row.gets, g)
+		}
+		row.replay = env.replay(ctx, *up)
+		out.rows = append(out.rows, row)
+	}
+	return out
 }
 
 func (env *tierEnv) setBroker(b *brokerProc) {

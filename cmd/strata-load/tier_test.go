@@ -217,7 +217,7 @@ func TestTierPhase(t *testing.T) {
 		t.Skip(err)
 	}
 	cfg := config{tier: true, tierMB: 24, tierPartitions: 1, tierSegmentBytes: 8 << 20, tierColdReads: 2,
-		tierParallel: 2, strataBin: bin}
+		tierParallel: 2, tierShapeLatency: 5 * time.Millisecond, tierShapeMBps: 100, strataBin: bin}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	res := runTier(ctx, cfg, t.TempDir())
@@ -239,7 +239,20 @@ func TestTierPhase(t *testing.T) {
 			t.Errorf("cold read %s@%d took %d segment GETs", rd.topic, rd.offset, n)
 		}
 	}
-	for _, want := range []string{"#### Upload", "**replay, kgo consumer from offset 0**", "#### Cold random reads", "#### Object-store requests"} {
+	if res.shaped == nil || len(res.shaped.rows) != 2 {
+		t.Fatalf("no S3-like replay:\n%s", md)
+	}
+	for _, r := range res.shaped.rows {
+		// The proxy paces each response: one GET at a time cannot beat
+		// the shaped bandwidth (an upper bound, so no timing flake).
+		if g := r.gets[0]; g.mbps() > 1.1*cfg.tierShapeMBps {
+			t.Errorf("%s: sequential GETs through the shaped proxy at %.0f MB/s, above the %.0f MB/s cap", r.topic, g.mbps(), cfg.tierShapeMBps)
+		}
+		if r.replay == nil || r.replay.st.records == 0 {
+			t.Errorf("%s: no S3-like replay", r.topic)
+		}
+	}
+	for _, want := range []string{"#### Upload", "**replay, kgo consumer from offset 0**", "#### Cold random reads", "#### Object-store requests", "#### Replay against an S3-like store"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
 		}

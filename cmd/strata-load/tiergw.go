@@ -360,7 +360,25 @@ type countingProxy struct {
 
 	mu     sync.Mutex
 	counts map[reqClass]map[string]*atomicStat
+
+	// shape, when set, makes the proxy behave like a remote object store:
+	// every request waits shape.latency before it is forwarded, and each
+	// response body is paced to shape.bytesPerSec.
+	shape atomic.Pointer[storeShape]
 }
+
+// storeShape is the latency and per-connection bandwidth the proxy adds.
+type storeShape struct {
+	latency     time.Duration
+	bytesPerSec float64
+}
+
+func (s *storeShape) String() string {
+	return fmt.Sprintf("%v first-byte latency, %.0f MB/s per request", s.latency, s.bytesPerSec/1e6)
+}
+
+// setShape turns shaping on (nil: off).
+func (p *countingProxy) setShape(s *storeShape) { p.shape.Store(s) }
 
 type atomicStat struct{ calls, errors, bytesIn, bytesOut atomic.Int64 }
 
@@ -391,7 +409,16 @@ func startProxy(target string) (*countingProxy, error) {
 			if r.Body != nil && r.Body != http.NoBody {
 				r.Body = &countingBody{ReadCloser: r.Body, n: &st.bytesIn}
 			}
-			cw := &countingWriter{ResponseWriter: w, n: &st.bytesOut}
+			var rw http.ResponseWriter = w
+			if sh := p.shape.Load(); sh != nil {
+				select {
+				case <-time.After(sh.latency):
+				case <-r.Context().Done():
+					return
+				}
+				rw = &pacedWriter{ResponseWriter: w, rate: sh.bytesPerSec, start: time.Now()}
+			}
+			cw := &countingWriter{ResponseWriter: rw, n: &st.bytesOut}
 			rp.ServeHTTP(cw, r)
 			if cw.status >= 400 {
 				st.errors.Add(1)
@@ -475,6 +502,42 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 
 // Flush lets the reverse proxy flush streamed responses.
 func (w *countingWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// pacedWriter holds a response body to rate bytes per second from start.
+type pacedWriter struct {
+	http.ResponseWriter
+	rate  float64
+	start time.Time
+	n     int64
+}
+
+func (w *pacedWriter) Write(p []byte) (int, error) {
+	// Write in slices of at most 64 KiB so that the pace is smooth.
+	written := 0
+	for len(p) > 0 {
+		c := p[:min(len(p), 64<<10)]
+		n, err := w.ResponseWriter.Write(c)
+		written += n
+		w.n += int64(n)
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+		if due := w.start.Add(time.Duration(float64(w.n) / w.rate * float64(time.Second))); time.Until(due) > 0 {
+			if f, ok := w.ResponseWriter.(http.Flusher); ok {
+				f.Flush()
+			}
+			time.Sleep(time.Until(due))
+		}
+	}
+	return written, nil
+}
+
+func (w *pacedWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

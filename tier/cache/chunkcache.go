@@ -17,7 +17,7 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultPrefetchWorkers = 3
+	DefaultPrefetchWorkers = 4
 	DefaultPrefetchQueue   = 64
 	DefaultReadAhead       = 4
 )
