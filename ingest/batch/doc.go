@@ -1,8 +1,10 @@
 // Package batch owns the Kafka record batch (magic v2) as bytes: parsing and
 // validating the fixed header, patching offsets and leader epochs in place,
 // rewriting timestamps for LogAppendTime, the compression codecs needed
-// when a batch must be decompressed or recompressed, iterating records, and
-// a builder for tests.
+// when a batch must be decompressed or recompressed, iterating records,
+// rewriting a batch with only some of its records for compaction (Filter,
+// Kafka's v2 filterTo), the null-key check of compacted topics
+// (ValidateOptions.RequireKeys), and a builder for tests.
 //
 // It must not know about partitions, files or requests: callers hand it byte
 // slices and get facts or errors back. Nothing here decodes individual

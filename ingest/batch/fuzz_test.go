@@ -3,6 +3,7 @@ package batch
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -118,6 +119,78 @@ func FuzzDecompress(f *testing.F) {
 		back, err := Decompress(int(codec%8), c, nil, limit)
 		if err != nil || !bytes.Equal(back, out) {
 			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
+
+func FuzzFilter(f *testing.F) {
+	for _, b := range seedBatches(f) {
+		f.Add(b, uint64(0), false, false)
+		f.Add(b, ^uint64(0), false, true)
+		f.Add(b, uint64(0x5a5a5a5a5a5a5a5a), true, true)
+	}
+	lat := buildT(f, BuildOptions{Codec: CodecZstd, Idempotent: true, ProducerID: 9, BaseSequence: 3}, sampleRecords(9, true)...)
+	SetLogAppendTime(lat, testNow)
+	f.Add(lat, uint64(0b1011), true, true)
+	f.Fuzz(func(t *testing.T, b []byte, mask uint64, keepEmpty, fixInputCRC bool) {
+		const limit = 1 << 20
+		if fixInputCRC && len(b) >= HeaderSize {
+			// Let mutations reach the records, past the CRC check.
+			if h, err := ParseHeader(b); err == nil && h.Size() <= len(b) {
+				b = append([]byte{}, b...)
+				fixCRC(b[:h.Size()])
+			}
+		}
+		prefix := []byte("dst")
+		var offsets []int64
+		keep := func(off int64, r *Record) bool {
+			k := mask>>(len(offsets)%64)&1 == 1
+			if k {
+				offsets = append(offsets, off)
+			}
+			return k
+		}
+		out, res, err := Filter(append([]byte{}, prefix...), b, keep, FilterOptions{KeepEmpty: keepEmpty, DecompressLimit: limit})
+		if !bytes.HasPrefix(out, prefix) {
+			t.Fatal("dst prefix overwritten")
+		}
+		out = out[len(prefix):]
+		if err != nil {
+			if CodeOf(err) <= 0 {
+				t.Fatalf("untyped error %v", err)
+			}
+			if len(out) != 0 {
+				t.Fatalf("error %v but %d bytes appended", err, len(out))
+			}
+			return
+		}
+		if res.BytesOut != len(out) || res.RecordsKept != len(offsets) || res.RecordsKept > res.RecordsIn {
+			t.Fatalf("result %+v, %d bytes out, %d kept", res, len(out), len(offsets))
+		}
+		if res.Dropped {
+			if len(out) != 0 || res.RecordsKept != 0 || keepEmpty {
+				t.Fatalf("dropped: %+v, %d bytes", res, len(out))
+			}
+			return
+		}
+		in, _ := ParseHeader(b)
+		h, err := ParseHeader(out)
+		if err != nil || h.Size() != len(out) || crcOf(out) != h.CRC {
+			t.Fatalf("output header %+v: %v", h, err)
+		}
+		if h.BaseOffset != in.BaseOffset || h.LastOffsetDelta != in.LastOffsetDelta || h.ProducerID != in.ProducerID ||
+			h.BaseSequence != in.BaseSequence || int(h.RecordCount) != res.RecordsKept {
+			t.Fatalf("output header %+v, input %+v", h, in)
+		}
+		if res.Unchanged && !bytes.Equal(out, b[:in.Size()]) {
+			t.Fatal("unchanged output differs from the input")
+		}
+		// The kept records read back at their offsets. Re-encoded timestamp
+		// deltas may take more bytes than the input's.
+		var got []int64
+		err = Records(out, 4*limit, func(r Record) error { got = append(got, h.BaseOffset+int64(r.OffsetDelta)); return nil })
+		if err != nil || !slices.Equal(got, offsets) {
+			t.Fatalf("output records: %v, offsets %v, want %v", err, got, offsets)
 		}
 	})
 }

@@ -526,6 +526,10 @@ func (b *Broker) ApplyRetention() {
 			p.log.ExpireProducers()
 			continue // the tier loop applies retention to both tiers
 		}
+		if !topicconfig.Deletes(c.CleanupPolicy) {
+			p.log.ExpireProducers()
+			continue // compact only: no deletion by time or size
+		}
 		if n, err := p.log.ApplyRetention(c.RetentionMs, c.RetentionBytes); err != nil {
 			b.log.Warn("retention", "topic", p.Topic, "partition", p.Index, "err", err)
 		} else if n > 0 {

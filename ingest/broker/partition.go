@@ -134,6 +134,7 @@ func (p *Partition) Produce(records []byte, allowZstd bool) (ProduceResult, erro
 		AfterMaxMs:      c.TimestampAfterMaxMs,
 		SingleBatch:     true,
 		DisallowZstd:    !allowZstd,
+		RequireKeys:     topicconfig.Compacted(c.CleanupPolicy),
 	}
 	if c.LogAppendTime {
 		opts.TimestampType = batch.LogAppendTime

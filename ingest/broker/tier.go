@@ -119,10 +119,16 @@ func (b *Broker) tierPartition(p *Partition, gc bool) {
 		logger.Warn("tier upload", "err", err)
 	}
 	c := p.Config()
-	local, remote, err := tp.ApplyRetention(ctx, tier.Retention{
+	r := tier.Retention{
 		RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
 		LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes,
-	})
+	}
+	if !topicconfig.Deletes(c.CleanupPolicy) {
+		// Compact only: nothing leaves the whole log by time or size; the
+		// local tier still sheds what the bucket holds.
+		r.RetentionMs, r.RetentionBytes = -1, -1
+	}
+	local, remote, err := tp.ApplyRetention(ctx, r)
 	if err != nil {
 		logger.Warn("tier retention", "err", err)
 	} else if local+remote > 0 {

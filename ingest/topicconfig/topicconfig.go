@@ -109,7 +109,7 @@ const (
 
 func init() {
 	maxL := strconv.FormatInt(maxLong, 10)
-	def(CleanupPolicy, TypeList, "delete", "Retention policy for old segments: delete. (compact arrives with the compactor.)", checkCleanupPolicy)
+	def(CleanupPolicy, TypeList, "delete", "Retention policy for old segments: delete, compact, or both (compact,delete). Compacted topics refuse records without a key.", checkCleanupPolicy)
 	def(CompressionType, TypeString, "producer", "Compression codec stored on disk; producer keeps what the producer sent.",
 		oneOf("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"))
 	def(RetentionMs, TypeLong, "604800000", "How long to keep a record across both tiers; -1 keeps forever.", atLeast(-1))
@@ -141,17 +141,32 @@ func init() {
 }
 
 func checkCleanupPolicy(v string) error {
-	parts := strings.Split(v, ",")
-	for _, p := range parts {
+	for _, p := range strings.Split(v, ",") {
 		switch strings.TrimSpace(p) {
-		case "delete":
-		case "compact":
-			return fmt.Errorf("compact is not supported yet (it arrives with the compactor)")
+		case "delete", "compact":
 		default:
 			return fmt.Errorf("must be a list of delete, compact")
 		}
 	}
 	return nil
+}
+
+// Compacted reports whether a cleanup.policy value contains compact: the
+// topic's records must have keys, and its log is compacted.
+func Compacted(policy string) bool { return hasPolicy(policy, "compact") }
+
+// Deletes reports whether a cleanup.policy value contains delete: only then
+// do retention.ms and retention.bytes delete old data (a compact-only topic
+// keeps every key's latest record however old).
+func Deletes(policy string) bool { return hasPolicy(policy, "delete") }
+
+func hasPolicy(policy, want string) bool {
+	for _, p := range strings.Split(policy, ",") {
+		if strings.TrimSpace(p) == want {
+			return true
+		}
+	}
+	return false
 }
 
 // Lookup returns the definition of a topic config, or nil if unknown.

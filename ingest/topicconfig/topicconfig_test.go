@@ -15,9 +15,12 @@ func TestValidate(t *testing.T) {
 		{map[string]string{}, "", ""},
 		{map[string]string{RetentionMs: "-1", RetentionBytes: "1000", SegmentBytes: "1048576"}, "", ""},
 		{map[string]string{CleanupPolicy: "delete"}, "", ""},
-		{map[string]string{CleanupPolicy: "compact"}, CleanupPolicy, "not supported"},
-		{map[string]string{CleanupPolicy: "compact,delete"}, CleanupPolicy, "not supported"},
+		{map[string]string{CleanupPolicy: "compact"}, "", ""},
+		{map[string]string{CleanupPolicy: "compact,delete"}, "", ""},
+		{map[string]string{CleanupPolicy: "delete,compact"}, "", ""},
 		{map[string]string{CleanupPolicy: "shred"}, CleanupPolicy, "list of"},
+		{map[string]string{CleanupPolicy: "compact,shred"}, CleanupPolicy, "list of"},
+		{map[string]string{CleanupPolicy: ""}, CleanupPolicy, "list of"},
 		{map[string]string{RetentionMs: "abc"}, RetentionMs, "64-bit integer"},
 		{map[string]string{RetentionMs: "-3"}, RetentionMs, "at least -1"},
 		{map[string]string{SegmentBytes: "10"}, SegmentBytes, "at least"},
@@ -67,6 +70,9 @@ func TestValidateTiered(t *testing.T) {
 		{tiered(RetentionMs, "1000", LocalRetentionMs, "-1"), LocalRetentionMs},
 		{tiered(RetentionBytes, "100", LocalRetentionBytes, "200"), LocalRetentionBytes},
 		{tiered(RetentionBytes, "100", LocalRetentionBytes, "50"), ""},
+		{tiered(CleanupPolicy, "compact"), ""},
+		{tiered(CleanupPolicy, "compact,delete"), ""},
+		{tiered(CleanupPolicy, "delete,compact", RetentionMs, "1000", LocalRetentionMs, "2000"), LocalRetentionMs},
 	}
 	for _, c := range cases {
 		err := Validate(c.in, Options{Tiering: true})
@@ -90,5 +96,21 @@ func TestResolve(t *testing.T) {
 		if err := ValidateOne(n, Lookup(n).Default); err != nil {
 			t.Errorf("default of %s does not validate: %v", n, err)
 		}
+	}
+}
+
+func TestCompacted(t *testing.T) {
+	for policy, want := range map[string]bool{
+		"delete": false, "compact": true, "compact,delete": true, "delete,compact": true, "delete, compact": true, "": false,
+	} {
+		if got := Compacted(policy); got != want {
+			t.Errorf("Compacted(%q) = %v, want %v", policy, got, want)
+		}
+	}
+	if c := Resolve(map[string]string{CleanupPolicy: "compact"}); !Compacted(c.CleanupPolicy) {
+		t.Errorf("resolved policy %q", c.CleanupPolicy)
+	}
+	if c := Resolve(nil); Compacted(c.CleanupPolicy) {
+		t.Errorf("default policy %q is compacted", c.CleanupPolicy)
 	}
 }

@@ -53,7 +53,7 @@ func TestTopicAdmin(t *testing.T) {
 		{"rf3", 1, 3, nil, kerr.InvalidReplicationFactor, ""},
 		{"badcfg", 1, 1, map[string]*string{"retention.ms": ptr("soon")}, kerr.InvalidConfig, "retention.ms"},
 		{"unknowncfg", 1, 1, map[string]*string{"no.such.config": ptr("1")}, kerr.InvalidConfig, "no.such.config"},
-		{"compact", 1, 1, map[string]*string{"cleanup.policy": ptr("compact")}, kerr.InvalidConfig, "cleanup.policy"},
+		{"badpolicy", 1, 1, map[string]*string{"cleanup.policy": ptr("compact,shred")}, kerr.InvalidConfig, "cleanup.policy"},
 		{"tiering-off", 1, 1, map[string]*string{"remote.storage.enable": ptr("true")}, kerr.InvalidConfig, "remote.storage.enable"},
 	}
 	for _, c := range bad {
