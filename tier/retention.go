@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
+	"github.com/strata-io/strata/compactor"
 	"github.com/strata-io/strata/tier/manifest"
 	"github.com/strata-io/strata/tier/objstore"
 )
@@ -16,77 +16,86 @@ import (
 type Retention struct {
 	RetentionMs, RetentionBytes           int64
 	LocalRetentionMs, LocalRetentionBytes int64
+	// CleanupPolicy is cleanup.policy; the zero value is delete. Compact
+	// alone deletes nothing by RetentionMs or RetentionBytes.
+	CleanupPolicy compactor.CleanupPolicy
+}
+
+func (r Retention) config() compactor.Config {
+	return compactor.Config{
+		CleanupPolicy: r.CleanupPolicy, RemoteStorage: true,
+		RetentionMs: r.RetentionMs, RetentionBytes: r.RetentionBytes,
+		LocalRetentionMs: r.LocalRetentionMs, LocalRetentionBytes: r.LocalRetentionBytes,
+	}
+}
+
+// PlanInput describes the partition as the compactor's planners read it:
+// the local segments, the newest manifest's entries, the log start offsets
+// and the high watermark (the durable offset). Callers add the cleaner
+// points when they plan compaction.
+func (p *Partition) PlanInput() compactor.Partition {
+	cur := p.Manifest()
+	segs := p.log.Segments()
+	local := make([]compactor.Segment, len(segs))
+	for i, s := range segs {
+		local[i] = compactor.Segment{
+			Tier: compactor.Local, Base: s.Base, Next: s.Next, Bytes: s.Size,
+			MaxTimestamp: s.MaxTimestamp, FirstTimestamp: -1,
+			Sealed: s.Sealed, Durable: s.Durable,
+		}
+	}
+	start := p.log.StartOffset()
+	return compactor.Partition{
+		Local: local, Remote: manifest.RemoteSegments(cur),
+		LogStart: start, RemoteLogStart: cur.LogStartOffset,
+		HighWatermark: p.log.DurableOffset(), CleanerPoint: start, RemoteCleanerPoint: start,
+	}
+}
+
+// PlanRetention is what ApplyRetention(r) would do now, without doing it:
+// the dry run.
+func (p *Partition) PlanRetention(r Retention) compactor.RetentionPlan {
+	p.workMu.Lock()
+	defer p.workMu.Unlock()
+	return compactor.PlanRetention(p.PlanInput(), r.config(), p.m.cfg.Now())
 }
 
 // ApplyRetention applies the total retention to both tiers (whole remote
 // segments leave the manifest, the log start offset moves) and the local
 // retention to the local tier (only segments already in the bucket are
-// deleted locally). It returns the local segments deleted and the remote
-// segments dropped.
+// deleted locally), as compactor.PlanRetention plans it. It returns the
+// local segments deleted by local retention and the remote segments
+// dropped.
 func (p *Partition) ApplyRetention(ctx context.Context, r Retention) (local, remote int, err error) {
 	p.workMu.Lock()
 	defer p.workMu.Unlock()
 	now := p.m.cfg.Now()
-	cur := p.Manifest()
-	segs := p.log.Segments()
-	var localBytes int64
-	for _, s := range segs {
-		if s.Next > cur.EndOffset() {
-			localBytes += s.Size
-		}
-	}
-	plan := manifest.PlanRetention(cur, manifest.RetentionPolicy{
-		RetentionMs: r.RetentionMs, RetentionBytes: r.RetentionBytes,
-		LocalBytes: localBytes, StartOffset: p.log.StartOffset(),
-	}, now)
-	if plan.Drop > 0 || plan.LogStartOffset > cur.LogStartOffset {
+	plan := compactor.PlanRetention(p.PlanInput(), r.config(), now)
+	if plan.Publish {
 		err := p.publish(ctx, func(next *manifest.Manifest) error {
-			next.RemovePrefix(plan.Drop, plan.LogStartOffset, now.UnixMilli())
+			next.RemovePrefix(len(plan.Remote), plan.LogStart, now.UnixMilli())
 			return nil
 		})
 		if err != nil {
 			return 0, 0, err
 		}
-		remote = plan.Drop
-		if start := min(plan.LogStartOffset, p.log.DurableOffset()); start > p.log.StartOffset() {
+		remote = len(plan.Remote)
+		// The local log start never passes the durable offset; the
+		// segments below it go with it.
+		if start := min(plan.LogStart, p.log.DurableOffset()); start > p.log.StartOffset() {
 			if err := p.log.SetStartOffset(start); err != nil {
 				return 0, remote, fmt.Errorf("tier: move log start of %s/%d to %d: %w", p.topic, p.part, start, err)
 			}
 		}
 	}
-	local, err = p.applyLocalRetention(r, now)
-	return local, remote, err
-}
-
-// applyLocalRetention deletes local segments that are in the bucket and past
-// local retention, oldest first.
-func (p *Partition) applyLocalRetention(r Retention, now time.Time) (int, error) {
-	end := p.RemoteEndOffset()
-	segs := p.log.Segments()
-	var total int64
-	for _, s := range segs {
-		total += s.Size
-	}
-	cut := int64(-1)
-	for _, s := range segs {
-		if !s.Sealed || s.Next > end {
-			break
+	if cut, ok := plan.LocalCut(); ok {
+		// DeleteLocalBefore checks again that each segment is sealed and
+		// durable; the plan only ever names segments below the remote end.
+		if local, err = p.log.DeleteLocalBefore(cut); err != nil {
+			return local, remote, fmt.Errorf("tier: local retention of %s/%d: %w", p.topic, p.part, err)
 		}
-		expired := r.LocalRetentionMs >= 0 && s.MaxTimestamp >= 0 && now.UnixMilli()-s.MaxTimestamp > r.LocalRetentionMs
-		tooBig := r.LocalRetentionBytes >= 0 && total-s.Size >= r.LocalRetentionBytes
-		if !expired && !tooBig {
-			break
-		}
-		cut, total = s.Next, total-s.Size
 	}
-	if cut < 0 {
-		return 0, nil
-	}
-	n, err := p.log.DeleteLocalBefore(cut)
-	if err != nil {
-		return n, fmt.Errorf("tier: local retention of %s/%d: %w", p.topic, p.part, err)
-	}
-	return n, nil
+	return local, remote, nil
 }
 
 // GC deletes what no manifest needs any more, once the grace period has

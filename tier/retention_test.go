@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-io/strata/compactor"
 	plog "github.com/strata-io/strata/ingest/log"
 	"github.com/strata-io/strata/ingest/log/vfs"
 	"github.com/strata-io/strata/tier/manifest"
@@ -349,5 +350,71 @@ func TestGC(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(left, want) {
 		t.Fatalf("segment objects left %v, want %v", left, want)
+	}
+}
+
+// TestPlanRetentionMatchesApply: the dry run (PlanRetention) names exactly
+// what ApplyRetention then does: the objects that leave the manifest, the
+// new log start, and the local segments deleted (by the log start and by
+// local retention). cleanup.policy=compact alone drops nothing remote.
+func TestPlanRetentionMatchesApply(t *testing.T) {
+	e := newRetentionEnv(t, 15, 120)
+	segs := e.l.Segments()
+	if _, err := e.p.Upload(e.ctx, segs[len(segs)-4].Next); err != nil {
+		t.Fatal(err)
+	}
+	old := e.p.Manifest()
+	r := keepAll
+	r.RetentionMs = e.clock.Now().UnixMilli() - old.Entries[2].MaxTimestamp // entries 0 and 1 go
+	r.LocalRetentionBytes = 0                                               // every uploaded local segment goes
+
+	compact := r
+	compact.CleanupPolicy = compactor.Compact
+	if plan := e.p.PlanRetention(compact); len(plan.Remote) != 0 || plan.Publish {
+		t.Fatalf("compact alone drops remote data:\n%s", plan)
+	}
+
+	plan := e.p.PlanRetention(r)
+	if len(plan.Remote) != 2 || !plan.Publish || len(plan.Local) == 0 {
+		t.Fatalf("setup: plan\n%s", plan)
+	}
+	t.Logf("plan:\n%s", plan)
+	var wantLocal int
+	for _, d := range plan.Local {
+		if d.Reason != compactor.ReasonLogStart {
+			wantLocal++
+		}
+	}
+	before := e.l.Segments()
+	local, remote, err := e.p.ApplyRetention(e.ctx, r)
+	if err != nil || local != wantLocal || remote != len(plan.Remote) {
+		t.Fatalf("ApplyRetention = %d local, %d remote, %v; plan said %d, %d", local, remote, err, wantLocal, len(plan.Remote))
+	}
+	cur := e.p.Manifest()
+	var planned, deleted []string
+	for _, d := range plan.Remote {
+		planned = append(planned, d.Key)
+	}
+	for _, d := range cur.Deleted {
+		deleted = append(deleted, d.Key)
+	}
+	if !slices.Equal(planned, deleted) || cur.LogStartOffset != plan.LogStart || e.l.StartOffset() != plan.LogStart {
+		t.Fatalf("deleted %v, log start %d (local %d); plan %v, %d", deleted, cur.LogStartOffset, e.l.StartOffset(), planned, plan.LogStart)
+	}
+	gone := map[int64]bool{}
+	for _, d := range plan.Local {
+		gone[d.Base] = true
+	}
+	var want []int64
+	for _, s := range before {
+		if !gone[s.Base] {
+			want = append(want, s.Base)
+		}
+	}
+	if got := segmentBases(e.l.Segments()); !slices.Equal(got, want) {
+		t.Fatalf("local segments %v, plan leaves %v", got, want)
+	}
+	if again := e.p.PlanRetention(r); len(again.Remote)+len(again.Local) != 0 || again.Publish {
+		t.Fatalf("second plan is not empty:\n%s", again)
 	}
 }

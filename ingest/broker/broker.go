@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strata-io/strata/compactor"
 	"github.com/strata-io/strata/ingest/cluster"
 	plog "github.com/strata-io/strata/ingest/log"
 	"github.com/strata-io/strata/ingest/log/vfs"
@@ -526,14 +527,20 @@ func (b *Broker) ApplyRetention() {
 			p.log.ExpireProducers()
 			continue // the tier loop applies retention to both tiers
 		}
-		if !topicconfig.Deletes(c.CleanupPolicy) {
-			p.log.ExpireProducers()
-			continue // compact only: no deletion by time or size
-		}
-		if n, err := p.log.ApplyRetention(c.RetentionMs, c.RetentionBytes); err != nil {
+		pol, err := compactor.ParseCleanupPolicy(c.CleanupPolicy)
+		if err != nil { // validated when set; never delete on a value we cannot read
 			b.log.Warn("retention", "topic", p.Topic, "partition", p.Index, "err", err)
-		} else if n > 0 {
-			b.log.Info("retention deleted segments", "topic", p.Topic, "partition", p.Index, "segments", n)
+			p.log.ExpireProducers()
+			continue
+		}
+		plan, err := p.log.ApplyRetentionConfig(compactor.Config{
+			CleanupPolicy: pol, RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
+			LocalRetentionMs: -1, LocalRetentionBytes: -1,
+		})
+		if err != nil {
+			b.log.Warn("retention", "topic", p.Topic, "partition", p.Index, "err", err)
+		} else if n := len(plan.Local); n > 0 {
+			b.log.Info("retention deleted segments", "topic", p.Topic, "partition", p.Index, "segments", n, "log_start", plan.LogStart)
 		}
 		p.log.ExpireProducers()
 	}

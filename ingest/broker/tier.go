@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/strata-io/strata/compactor"
 	"github.com/strata-io/strata/ingest/cluster"
 	"github.com/strata-io/strata/ingest/topicconfig"
 	"github.com/strata-io/strata/tier"
@@ -123,11 +124,12 @@ func (b *Broker) tierPartition(p *Partition, gc bool) {
 		RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
 		LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes,
 	}
-	if !topicconfig.Deletes(c.CleanupPolicy) {
-		// Compact only: nothing leaves the whole log by time or size; the
-		// local tier still sheds what the bucket holds.
-		r.RetentionMs, r.RetentionBytes = -1, -1
+	pol, err := compactor.ParseCleanupPolicy(c.CleanupPolicy)
+	if err != nil { // validated when set; never delete on a value we cannot read
+		logger.Warn("tier retention", "err", err)
+		return
 	}
+	r.CleanupPolicy = pol
 	local, remote, err := tp.ApplyRetention(ctx, r)
 	if err != nil {
 		logger.Warn("tier retention", "err", err)

@@ -19,6 +19,10 @@ type FileCache struct {
 		sync.Mutex
 		lru   *list.List // of *cachedFile, front = most recently used
 		files map[cacheKey]*cachedFile
+		// evictions counts evict calls. A descriptor opened while one ran
+		// may be of the file the eviction was for (the cleaner renames a
+		// new segment file over an old one's path) and is not cached.
+		evictions uint64
 	}
 }
 
@@ -61,6 +65,7 @@ func (c *FileCache) acquire(fsys vfs.FS, path string) (vfs.File, func(), error) 
 		c.mu.Unlock()
 		return cf.f, func() { c.releaseFile(cf) }, nil
 	}
+	evictions := c.mu.evictions
 	c.mu.Unlock()
 
 	f, err := fsys.Open(path) // no lock held across the open
@@ -70,6 +75,11 @@ func (c *FileCache) acquire(fsys vfs.FS, path string) (vfs.File, func(), error) 
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.mu.evictions != evictions {
+		// Possibly the old file behind a replaced path: this caller checks
+		// its segment after acquire, others must not find it in the cache.
+		return f, func() { _ = f.Close() }, nil // read-only descriptor, nothing to lose
+	}
 	if cf := c.mu.files[key]; cf != nil { // lost a race: use the winner's
 		_ = f.Close() // read-only descriptor, nothing to lose
 		cf.refs++
@@ -122,6 +132,7 @@ func (c *FileCache) removeLocked(cf *cachedFile) {
 func (c *FileCache) evict(fsys vfs.FS, path string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.mu.evictions++
 	if cf := c.mu.files[cacheKey{fs: fsys, path: path}]; cf != nil {
 		c.removeLocked(cf)
 	}

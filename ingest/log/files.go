@@ -19,8 +19,10 @@ const (
 	timeIndexSuffix   = ".timeindex"
 	snapshotSuffix    = ".snapshot"
 	tmpSuffix         = ".tmp"
+	cleanedSuffix     = ".cleaned" // a cleaner's output, appended to a segment's file names
 	epochCheckpoint   = "leader-epoch-checkpoint"
 	startCheckpoint   = "log-start-offset"
+	cleanerCheckpoint = "cleaner-checkpoint"
 	segmentVersion    = 1
 	segHeaderSize     = 16
 	checkpointVersion = 1
@@ -30,6 +32,7 @@ var (
 	segmentMagic    = [4]byte{'S', 'T', 'S', 'G'}
 	epochMagic      = [4]byte{'S', 'L', 'E', 'C'}
 	startMagic      = [4]byte{'S', 'L', 'S', 'O'}
+	cleanerMagic    = [4]byte{'S', 'L', 'C', 'P'}
 	castagnoli      = crc32.MakeTable(crc32.Castagnoli)
 	errShortSegment = errors.New("segment file shorter than its header")
 )
@@ -50,34 +53,45 @@ func parseFileName(name, suffix string) (int64, bool) {
 }
 
 // Segment file header (16 bytes, big-endian): magic "STSG", version u16,
-// flags u16 (0), base offset i64. Raw record batches follow verbatim.
+// flags u16, base offset i64. Raw record batches follow verbatim.
+//
+// Flags: segFlagCompacted marks a segment written by the cleaner, whose
+// batches may leave offset gaps (compacted-away batches); the last batch
+// still ends at the segment's end. Other bits are refused.
+const segFlagCompacted = 1
+
 func appendSegmentHeader(dst []byte, base int64) []byte {
+	return appendSegmentHeaderFlags(dst, base, 0)
+}
+
+func appendSegmentHeaderFlags(dst []byte, base int64, flags uint16) []byte {
 	dst = append(dst, segmentMagic[:]...)
 	dst = binary.BigEndian.AppendUint16(dst, segmentVersion)
-	dst = binary.BigEndian.AppendUint16(dst, 0)
+	dst = binary.BigEndian.AppendUint16(dst, flags)
 	return binary.BigEndian.AppendUint64(dst, uint64(base))
 }
 
 // decodeSegmentHeader checks a segment file header and returns its base
-// offset. name is used in errors.
-func decodeSegmentHeader(b []byte, name string) (int64, error) {
+// offset and flags. name is used in errors.
+func decodeSegmentHeader(b []byte, name string) (int64, uint16, error) {
 	if len(b) < segHeaderSize {
-		return 0, fmt.Errorf("%s: %w", name, errShortSegment)
+		return 0, 0, fmt.Errorf("%s: %w", name, errShortSegment)
 	}
 	if [4]byte(b[:4]) != segmentMagic {
-		return 0, fmt.Errorf("%s: %w: bad segment magic %q", name, ErrCorrupt, b[:4])
+		return 0, 0, fmt.Errorf("%s: %w: bad segment magic %q", name, ErrCorrupt, b[:4])
 	}
 	if v := binary.BigEndian.Uint16(b[4:]); v != segmentVersion {
-		return 0, fmt.Errorf("%s: %w: segment format version %d (this build reads %d)", name, ErrVersion, v, segmentVersion)
+		return 0, 0, fmt.Errorf("%s: %w: segment format version %d (this build reads %d)", name, ErrVersion, v, segmentVersion)
 	}
-	if flags := binary.BigEndian.Uint16(b[6:]); flags != 0 {
-		return 0, fmt.Errorf("%s: %w: unknown segment header flags %#x", name, ErrCorrupt, flags)
+	flags := binary.BigEndian.Uint16(b[6:])
+	if flags&^segFlagCompacted != 0 {
+		return 0, 0, fmt.Errorf("%s: %w: unknown segment header flags %#x", name, ErrCorrupt, flags)
 	}
 	base := int64(binary.BigEndian.Uint64(b[8:]))
 	if base < 0 {
-		return 0, fmt.Errorf("%s: %w: negative base offset %d", name, ErrCorrupt, base)
+		return 0, 0, fmt.Errorf("%s: %w: negative base offset %d", name, ErrCorrupt, base)
 	}
-	return base, nil
+	return base, flags, nil
 }
 
 // Small checkpoint files: magic [4], version u16, payload, CRC-32C u32 of

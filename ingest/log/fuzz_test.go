@@ -9,11 +9,12 @@ import (
 
 func FuzzDecodeSegmentHeader(f *testing.F) {
 	f.Add(appendSegmentHeader(nil, 42))
+	f.Add(appendSegmentHeaderFlags(nil, 42, segFlagCompacted))
 	f.Add([]byte("STSG\x00\x09"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		base, err := decodeSegmentHeader(b, "x.log")
-		if err == nil && !bytes.Equal(appendSegmentHeader(nil, base), b[:segHeaderSize]) {
+		base, flags, err := decodeSegmentHeader(b, "x.log")
+		if err == nil && !bytes.Equal(appendSegmentHeaderFlags(nil, base, flags), b[:segHeaderSize]) {
 			t.Fatalf("header %x decodes to base %d but does not re-encode", b[:segHeaderSize], base)
 		}
 	})

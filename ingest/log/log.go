@@ -27,6 +27,12 @@ type Log struct {
 	onDurable  func(int64)
 	ownsSyncer bool
 
+	// cleanMu serializes cleaner passes (clean.go); it comes before adminMu.
+	// Close cancels a running pass and waits for it here.
+	cleanMu    sync.Mutex
+	cleanPoint atomic.Int64                                     // persisted cleaner point; -1 if none
+	cleanSleep func(ctx context.Context, d time.Duration) error // rate-limit waits; nil: a timer (tests replace it)
+
 	adminMu sync.Mutex // serializes start-offset changes, retention, local deletion, reset, Close and Delete
 	// startSaved is true when the log-start-offset checkpoint on disk holds
 	// mu.start. Guarded by adminMu (every change of mu.start happens under
@@ -59,6 +65,8 @@ type Log struct {
 		sinceSpace  int64     // bytes appended since the last free-space check
 		spaceLow    bool      // the last free-space check failed
 		resetting   bool      // ResetTo is swapping the log; appends and rolls are refused
+		closing     bool      // Close has begun: no cleaner pass starts
+		cleanCancel func()    // cancels the running cleaner pass, nil if none
 	}
 }
 
@@ -179,6 +187,9 @@ func (l *Log) WaitDurable(ctx context.Context, offset int64) error {
 // Close syncs what was appended, closes every descriptor and stops the log.
 // Calls after Close return ErrClosed. It returns the sticky error, if any.
 func (l *Log) Close() error {
+	l.stopCleaner()
+	l.cleanMu.Lock() // waits for a cancelled pass to give up
+	defer l.cleanMu.Unlock()
 	l.adminMu.Lock()
 	defer l.adminMu.Unlock()
 	l.mu.Lock()

@@ -64,6 +64,11 @@ func (l *Log) recover() error {
 	if err := mkdirDurable(l.fs, l.dir); err != nil {
 		return err
 	}
+	// A cleaner swap cut short is finished (or its leftovers removed)
+	// before the segments are listed.
+	if err := l.recoverCleaner(); err != nil {
+		return err
+	}
 	names, err := l.fs.ReadDir(l.dir)
 	if err != nil {
 		return err
@@ -252,7 +257,7 @@ func (l *Log) openSealed(base, nextBase int64) (*segment, bool, error) {
 		return nil, false, err
 	}
 	defer f.Close()
-	size, err := l.checkSegmentHeader(f, path, base)
+	size, flags, err := l.checkSegmentHeader(f, path, base)
 	if err != nil {
 		return nil, false, err
 	}
@@ -263,7 +268,7 @@ func (l *Log) openSealed(base, nextBase int64) (*segment, bool, error) {
 	if seg != nil {
 		return seg, false, nil
 	}
-	seg, err = scanSegment(f, path, base, size, l.mu.cfg.IndexIntervalBytes, l.learnEpoch)
+	seg, err = scanSegment(f, path, base, size, l.mu.cfg.IndexIntervalBytes, flags&segFlagCompacted != 0, l.learnEpoch)
 	if errors.Is(err, errTorn) || (err == nil && seg.next != nextBase) {
 		return nil, true, nil
 	}
@@ -335,24 +340,25 @@ func (l *Log) loadIndexes(base, nextBase int64, path string, size int64) (*segme
 	return seg, nil
 }
 
-// checkSegmentHeader returns the file size after checking the header.
-func (l *Log) checkSegmentHeader(f vfs.File, path string, base int64) (int64, error) {
+// checkSegmentHeader returns the file size and the header flags after
+// checking the header.
+func (l *Log) checkSegmentHeader(f vfs.File, path string, base int64) (int64, uint16, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var hdr [segHeaderSize]byte
 	if n, _ := f.ReadAt(hdr[:], 0); n < len(hdr) {
-		return fi.Size(), fmt.Errorf("%s: %w", path, errShortSegment)
+		return fi.Size(), 0, fmt.Errorf("%s: %w", path, errShortSegment)
 	}
-	got, err := decodeSegmentHeader(hdr[:], path)
+	got, flags, err := decodeSegmentHeader(hdr[:], path)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if got != base {
-		return 0, fmt.Errorf("%s: %w: header base offset %d", path, ErrCorrupt, got)
+		return 0, 0, fmt.Errorf("%s: %w: header base offset %d", path, ErrCorrupt, got)
 	}
-	return fi.Size(), nil
+	return fi.Size(), flags, nil
 }
 
 // openActive opens the last segment for appending, scans it and truncates a
@@ -363,7 +369,7 @@ func (l *Log) openActive(base int64) error {
 	if err != nil {
 		return err
 	}
-	size, err := l.checkSegmentHeader(f, path, base)
+	size, flags, err := l.checkSegmentHeader(f, path, base)
 	if errors.Is(err, errShortSegment) {
 		// Created but its header never reached the disk: start it afresh.
 		l.logger.Warn("segment header torn; recreating the segment", "dir", l.dir, "segment", filepath.Base(path), "bytes", size)
@@ -377,7 +383,9 @@ func (l *Log) openActive(base int64) error {
 		_ = f.Close()
 		return err
 	}
-	seg, err := scanSegment(f, path, base, size, l.mu.cfg.IndexIntervalBytes, l.learnEpoch)
+	// The last segment may be a compacted one if the segments after it
+	// were dropped as torn.
+	seg, err := scanSegment(f, path, base, size, l.mu.cfg.IndexIntervalBytes, flags&segFlagCompacted != 0, l.learnEpoch)
 	if errors.Is(err, errTorn) {
 		l.logger.Warn("truncating torn tail of the active segment", "dir", l.dir, "segment", filepath.Base(path),
 			"bytes", size-seg.size, "at", seg.size, "reason", err)

@@ -25,6 +25,11 @@ type readView struct {
 // the log closed) between the capture of the view and the open.
 var errSegmentGone = errors.New("segment deleted")
 
+// errSegmentReplaced is returned by open when the cleaner swapped the
+// segment for a compacted one between the capture of the view and the open:
+// the records are still there, the caller looks them up again.
+var errSegmentReplaced = errors.New("segment replaced by the cleaner")
+
 // open returns a reader and its release function: the segment's own
 // descriptor if it still has one, else one from the FileCache.
 //
@@ -35,7 +40,9 @@ var errSegmentGone = errors.New("segment deleted")
 // disk space, open) and the read fails with ErrOffsetOutOfRange
 // (ErrBelowLocalStart if the segment is still above the log start, i.e. it
 // lives on in the remote tier) or ErrClosed, not with an open error. A
-// deletion that starts after the check evicts the entry itself.
+// deletion that starts after the check evicts the entry itself. A segment
+// the cleaner replaced gives errSegmentReplaced: its records are in the
+// new segment, and the caller looks the offset up again.
 func (l *Log) open(v *readView) (io.ReaderAt, func(), error) {
 	if v.w != nil {
 		w := v.w
@@ -43,7 +50,7 @@ func (l *Log) open(v *readView) (io.ReaderAt, func(), error) {
 	}
 	f, release, err := l.files.acquire(l.fs, v.path)
 	l.mu.Lock()
-	deleted, closed, tiered := v.seg.deleted, l.mu.closed, v.seg.next > l.mu.start
+	deleted, replaced, closed, tiered := v.seg.deleted, v.seg.replaced, l.mu.closed, v.seg.next > l.mu.start
 	l.mu.Unlock()
 	if deleted || closed {
 		if err == nil {
@@ -52,6 +59,9 @@ func (l *Log) open(v *readView) (io.ReaderAt, func(), error) {
 		l.files.evict(l.fs, v.path)
 		if closed {
 			return nil, nil, ErrClosed
+		}
+		if replaced {
+			return nil, nil, fmt.Errorf("%w: %s", errSegmentReplaced, v.path)
 		}
 		if tiered {
 			return nil, nil, fmt.Errorf("%w: %w: %s was deleted locally", ErrBelowLocalStart, errSegmentGone, v.path)
@@ -93,7 +103,20 @@ func (l *Log) segmentForLocked(offset int64) int {
 // tier must test for it first. Reads come from one segment; the caller
 // reads again from the next offset. Reads keep working after a sticky write
 // error.
+//
+// In a compacted segment offsets may be missing: a read at one returns the
+// batches from the next offset present (an empty batch, record count 0,
+// holds the offsets of a range whose records were all removed).
 func (l *Log) Read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
+	for {
+		b, err := l.read(offset, maxBytes, upTo)
+		if !errors.Is(err, errSegmentReplaced) {
+			return b, err
+		}
+	}
+}
+
+func (l *Log) read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
 	l.mu.Lock()
 	if l.mu.closed {
 		l.mu.Unlock()
@@ -158,8 +181,10 @@ func (l *Log) Read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
 // a remote tier asks the tier about older offsets first. A segment deleted
 // meanwhile is skipped.
 //
-// The index and header scan find the first batch whose max timestamp is
-// >= ts; the record inside it is found by decoding that one batch.
+// The index and header scan find the first batch with records whose max
+// timestamp is >= ts (the cleaner's empty batches keep the timestamp of
+// records they no longer hold, and are skipped); the record inside it is
+// found by decoding that one batch.
 func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool, err error) {
 	// Normally the first candidate segment answers; the next ones are
 	// tried only when the log start cuts the matching batches off.
@@ -189,10 +214,15 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool,
 			start = max(start, s.base+int64(e.RelOffset))
 		}
 		v = l.viewLocked(idx, start)
+		prevFrom := fromBase
+		fromBase = s.next // under the lock: the active segment's grows
 		l.mu.Unlock()
-		fromBase = s.next
 
 		r, release, err := l.open(&v)
+		if errors.Is(err, errSegmentReplaced) {
+			fromBase = prevFrom // the compacted segment covers the same offsets: look again
+			continue
+		}
 		if errors.Is(err, errSegmentGone) {
 			continue // the log start moved past it: look again from the next one
 		}
@@ -200,7 +230,7 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool,
 			return 0, 0, false, err
 		}
 		err = walkHeaders(r, v.pos, v.size, func(h *batch.Header, _ int64) bool {
-			if h.LastOffset() < v.start || h.MaxTimestamp < ts {
+			if h.LastOffset() < v.start || h.MaxTimestamp < ts || h.RecordCount == 0 {
 				return true
 			}
 			offset, timestamp, found = max(h.BaseOffset, v.start), h.MaxTimestamp, true
@@ -257,6 +287,11 @@ func (l *Log) MaxTimestamp() (offset, ts int64, err error) {
 	}
 	if err != nil || len(b) == 0 {
 		return 0, 0, fmt.Errorf("max timestamp: read batch at %d: %w", offset, err)
+	}
+	if h, err := batch.ParseHeader(b); err == nil && h.RecordCount == 0 {
+		// The cleaner removed the records; their empty batch keeps the
+		// timestamp, as the segment's time index does.
+		return max(h.BaseOffset, start), h.MaxTimestamp, nil
 	}
 	off, rts, err := batch.MaxTimestampRecord(b)
 	if err != nil {

@@ -3,6 +3,8 @@ package log
 import (
 	"fmt"
 	"path/filepath"
+
+	"github.com/strata-io/strata/compactor"
 )
 
 // SetStartOffset moves the log start offset forward to off (DeleteRecords):
@@ -40,42 +42,65 @@ func (l *Log) SetStartOffset(off int64) error {
 // It moves the log start offset and counts local segments only, so it is
 // the retention of a log without a remote tier. A tiered log bounds its
 // local part with DeleteLocalBefore and its whole history with
-// SetStartOffset.
+// SetStartOffset. It is ApplyRetentionConfig with cleanup.policy=delete.
 func (l *Log) ApplyRetention(retentionMs, retentionBytes int64) (deleted int, err error) {
+	plan, err := l.ApplyRetentionConfig(compactor.Config{
+		CleanupPolicy: compactor.Delete, RetentionMs: retentionMs, RetentionBytes: retentionBytes,
+		LocalRetentionMs: -1, LocalRetentionBytes: -1,
+	})
+	return len(plan.Local), err
+}
+
+// ApplyRetentionConfig applies the retention of c to a log without a remote
+// tier as compactor.PlanRetention plans it over the log as it is now (see
+// RetentionInput), and returns the plan. Planning and deleting happen under
+// the admin lock, so the plan returned is what was done: the log start
+// moves to plan.LogStart and the segments wholly below it are deleted.
+// c.RemoteStorage is ignored (a tiered log's retention is the tier's), and
+// cleanup.policy=compact alone deletes nothing.
+func (l *Log) ApplyRetentionConfig(c compactor.Config) (compactor.RetentionPlan, error) {
 	l.adminMu.Lock()
 	defer l.adminMu.Unlock()
 	l.mu.Lock()
 	if err := l.usableLocked(); err != nil {
 		l.mu.Unlock()
-		return 0, err
+		return compactor.RetentionPlan{}, err
 	}
-	nowMs := l.now().UnixMilli()
-	durable := l.durable.Load()
-	var total int64
-	for _, s := range l.mu.segments {
-		total += s.size
-	}
-	newStart := l.mu.start
-	segs := l.mu.segments
-	for _, s := range segs[:len(segs)-1] {
-		if s.w != nil || s.next > durable {
-			break
-		}
-		expired := retentionMs >= 0 && s.maxTs >= 0 && nowMs-s.maxTs > retentionMs
-		tooBig := retentionBytes >= 0 && total-s.size >= retentionBytes
-		if !expired && !tooBig {
-			break
-		}
-		total -= s.size
-		newStart = s.next
-		deleted++
-	}
-	advance := newStart > l.mu.start
+	c.RemoteStorage = false
+	plan := compactor.PlanRetention(l.retentionInputLocked(), c, l.now())
 	l.mu.Unlock()
-	if !advance {
-		return 0, nil
+	if plan.LogStart <= plan.OldLogStart {
+		return plan, nil
 	}
-	return deleted, l.advanceStart(newStart)
+	return plan, l.advanceStart(plan.LogStart)
+}
+
+// RetentionInput describes the log as the compactor's planners read it: its
+// segments (Bytes is the file size, header included, as Size and
+// retention.bytes count it; Key the file name), the log start, and the
+// durable offset as the high watermark. The cleaner points are left at the
+// log start.
+func (l *Log) RetentionInput() compactor.Partition {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.retentionInputLocked()
+}
+
+func (l *Log) retentionInputLocked() compactor.Partition {
+	durable := l.durable.Load()
+	segs := make([]compactor.Segment, len(l.mu.segments))
+	for i, s := range l.mu.segments {
+		sealed := i < len(l.mu.segments)-1
+		segs[i] = compactor.Segment{
+			Tier: compactor.Local, Base: s.base, Next: s.next, Bytes: s.size,
+			MaxTimestamp: s.maxTs, FirstTimestamp: -1,
+			Sealed: sealed, Durable: sealed && s.w == nil && s.next <= durable,
+			Key: fileName(s.base, logSuffix),
+		}
+	}
+	start := l.mu.start
+	return compactor.Partition{Local: segs, LogStart: start, RemoteLogStart: start, HighWatermark: durable,
+		CleanerPoint: l.cleanerPointLocked(), RemoteCleanerPoint: start}
 }
 
 func (l *Log) usableLocked() error {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/strata-io/strata/compactor"
 	"github.com/strata-io/strata/ingest/log/vfs"
 )
 
@@ -119,5 +120,44 @@ func TestSetStartOffset(t *testing.T) {
 	}
 	if got := readAll(t, l); len(got) == 0 {
 		t.Fatal("nothing readable after reopen")
+	}
+}
+
+// TestApplyRetentionConfig: the planner-driven retention returns the plan it
+// executed (the segments deleted are the plan's, the log start its
+// LogStart), RetentionInput counts what Size counts, and
+// cleanup.policy=compact alone deletes nothing.
+func TestApplyRetentionConfig(t *testing.T) {
+	fsys := vfs.NewCrashFS()
+	clock := &testClock{ms: 100_000}
+	l := mustOpen(t, fsys, "/d", Config{SegmentBytes: 1024}, Options{Now: clock.now})
+	defer l.Close()
+	fillSegments(t, l, 40)
+	in := l.RetentionInput()
+	var size int64
+	for _, s := range in.Local {
+		size += s.Bytes
+	}
+	if size != l.Size() || in.LogStart != 0 || in.Local[len(in.Local)-1].Sealed || !in.Local[0].Durable {
+		t.Fatalf("RetentionInput: %d bytes (Size %d), %+v", size, l.Size(), in)
+	}
+	all := compactor.Config{CleanupPolicy: compactor.Compact, RetentionMs: 0, RetentionBytes: 0, LocalRetentionMs: -1, LocalRetentionBytes: -1}
+	if plan, err := l.ApplyRetentionConfig(all); err != nil || len(plan.Local) != 0 || len(segmentBases(l)) != len(in.Local) {
+		t.Fatalf("compact alone: %v, %v", plan, err)
+	}
+	all.CleanupPolicy = compactor.CompactDelete
+	all.RetentionMs = 100_000 - 10_500
+	before := segmentBases(l)
+	plan, err := l.ApplyRetentionConfig(all)
+	if err != nil || len(plan.Local) == 0 {
+		t.Fatalf("compact,delete: %v, %v", plan, err)
+	}
+	for i, d := range plan.Local {
+		if d.Base != before[i] {
+			t.Fatalf("plan deleted %d, the log's segment %d was %d", d.Base, i, before[i])
+		}
+	}
+	if after := segmentBases(l); after[0] != plan.LogStart || l.StartOffset() != plan.LogStart || len(after) != len(before)-len(plan.Local) {
+		t.Fatalf("after: %v, start %d; plan\n%s", after, l.StartOffset(), plan)
 	}
 }

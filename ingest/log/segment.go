@@ -29,6 +29,7 @@ type segment struct {
 	firstAppend time.Time // broker clock at the first append while active; zero if none
 	w           *writer   // the read-write descriptor while active or awaiting its seal
 	deleted     bool      // removed from the log (retention); its files are going or gone
+	replaced    bool      // deleted because the cleaner swapped in a segment with the same records (read again)
 }
 
 func newSegment(base int64, path string) *segment {
@@ -99,11 +100,12 @@ var errTorn = errors.New("torn or corrupt batch")
 
 // scanSegment reads and checks every batch of a segment file from the
 // header to size: header, length, offsets contiguous from base, and
-// CRC-32C. It returns the segment rebuilt in memory (size = the end of the
-// last good batch) and, if it stopped early, an error wrapping errTorn that
-// says why. Other errors are I/O errors. fn, if non-nil, sees every good
-// batch. It never panics on bad bytes.
-func scanSegment(r io.ReaderAt, path string, base, size int64, interval int, fn func(h *batch.Header)) (*segment, error) {
+// CRC-32C. With gaps (a segment the cleaner wrote, segFlagCompacted),
+// offsets must only increase. It returns the segment rebuilt in memory
+// (size = the end of the last good batch) and, if it stopped early, an error
+// wrapping errTorn that says why. Other errors are I/O errors. fn, if
+// non-nil, sees every good batch. It never panics on bad bytes.
+func scanSegment(r io.ReaderAt, path string, base, size int64, interval int, gaps bool, fn func(h *batch.Header)) (*segment, error) {
 	s := newSegment(base, path)
 	var hdr [batch.HeaderSize]byte
 	var buf []byte
@@ -120,7 +122,7 @@ func scanSegment(r io.ReaderAt, path string, base, size int64, interval int, fn 
 			return s, fmt.Errorf("%w: position %d: %v", errTorn, pos, err)
 		case int64(h.Size()) > size-pos:
 			return s, fmt.Errorf("%w: batch at position %d claims %d bytes, %d left", errTorn, pos, h.Size(), size-pos)
-		case h.BaseOffset != s.next:
+		case h.BaseOffset != s.next && (!gaps || h.BaseOffset < s.next):
 			return s, fmt.Errorf("%w: batch at position %d has base offset %d, want %d", errTorn, pos, h.BaseOffset, s.next)
 		case h.LastOffsetDelta < 0 || !s.fits(h.LastOffset(), h.Size()):
 			return s, fmt.Errorf("%w: batch at position %d has bad last offset delta %d", errTorn, pos, h.LastOffsetDelta)

@@ -127,9 +127,19 @@ func (r *segmentReader) Close() error {
 // not safe for concurrent use, except ReadAt.
 //
 // Errors: ErrNotFound if no local segment has that base (never written, or
-// deleted), ErrNotSealed for the active segment or one whose seal is not
-// durable yet, ErrClosed.
+// deleted, or merged into an earlier one by the cleaner), ErrNotSealed for
+// the active segment or one whose seal is not durable yet, ErrClosed. A
+// segment the cleaner replaces meanwhile is looked up again.
 func (l *Log) OpenSegment(base int64) (io.ReadCloser, int64, error) {
+	for {
+		r, n, err := l.openSegment(base)
+		if !errors.Is(err, errSegmentReplaced) {
+			return r, n, err
+		}
+	}
+}
+
+func (l *Log) openSegment(base int64) (io.ReadCloser, int64, error) {
 	l.mu.Lock()
 	if l.mu.closed {
 		l.mu.Unlock()
@@ -154,7 +164,7 @@ func (l *Log) OpenSegment(base int64) (io.ReadCloser, int64, error) {
 	// the cache would leave it there; one that runs after evicts it and the
 	// reference keeps it open.
 	l.mu.Lock()
-	deleted, closed := s.deleted, l.mu.closed
+	deleted, replaced, closed := s.deleted, s.replaced, l.mu.closed
 	l.mu.Unlock()
 	if deleted || closed {
 		if err == nil {
@@ -163,6 +173,9 @@ func (l *Log) OpenSegment(base int64) (io.ReadCloser, int64, error) {
 		l.files.evict(l.fs, path)
 		if closed {
 			return nil, 0, ErrClosed
+		}
+		if replaced {
+			return nil, 0, fmt.Errorf("%w: %s", errSegmentReplaced, path)
 		}
 		return nil, 0, fmt.Errorf("%w: base %d in %s (deleted)", ErrNotFound, base, l.dir)
 	}

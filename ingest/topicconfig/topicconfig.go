@@ -155,11 +155,6 @@ func checkCleanupPolicy(v string) error {
 // topic's records must have keys, and its log is compacted.
 func Compacted(policy string) bool { return hasPolicy(policy, "compact") }
 
-// Deletes reports whether a cleanup.policy value contains delete: only then
-// do retention.ms and retention.bytes delete old data (a compact-only topic
-// keeps every key's latest record however old).
-func Deletes(policy string) bool { return hasPolicy(policy, "delete") }
-
 func hasPolicy(policy, want string) bool {
 	for _, p := range strings.Split(policy, ",") {
 		if strings.TrimSpace(p) == want {

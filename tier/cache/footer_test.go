@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/strata-io/strata/tier/segment"
 )
@@ -64,9 +65,19 @@ func TestFooterCacheEvictsBySize(t *testing.T) {
 	opens := 0
 	open := func(context.Context) (*segment.Reader, error) { opens++; return r, nil }
 	keys := []string{"k0", "k1", "k2", "k3", "k4"}
-	for _, k := range keys {
+	for i, k := range keys {
 		if _, err := fc.Get(ctx, k, open); err != nil {
 			t.Fatal(err)
+		}
+		// Get hands the footer out before the cache stores it; wait for the
+		// store so that the LRU order is the order of the Gets.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			if s := fc.Stats(); s.Entries+int(s.Evictions) == i+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("footer %s not stored: %+v", k, fc.Stats())
+			}
 		}
 		if s := fc.Stats(); s.Bytes > s.Limit {
 			t.Fatalf("%d bytes, limit %d", s.Bytes, s.Limit)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/strata-io/strata/compactor"
 )
 
 // Object is one listed object of a partition prefix.
@@ -107,32 +109,41 @@ type RetentionPlan struct {
 }
 
 // PlanRetention decides which whole segments retention removes, oldest
-// first, as the local log does: a segment goes while its largest timestamp
-// (or, lacking one, its upload time) is more than RetentionMs before now, or
-// while the log without it still holds at least RetentionBytes (sizes are raw
-// batch bytes, as on local disk), or while it lies wholly below StartOffset.
-// The first segment that is kept stops the scan.
+// first, when all the caller has is the manifest: a segment goes while its
+// largest timestamp (or, lacking one, its upload time) is more than
+// RetentionMs before now, or while the log without it still holds at least
+// RetentionBytes (sizes are raw batch bytes, as on local disk), or while it
+// lies wholly below StartOffset. The first segment that is kept stops the
+// scan. It computes through compactor.PlanRetention, which a caller holding
+// the local log too (tier.Partition) calls directly.
 func PlanRetention(m *Manifest, p RetentionPolicy, now time.Time) RetentionPlan {
-	nowMs := now.UnixMilli()
-	total := p.LocalBytes
-	for _, e := range m.Entries {
-		total += e.RawSize
+	part := compactor.Partition{Remote: RemoteSegments(m), LogStart: p.StartOffset, RemoteLogStart: m.LogStartOffset}
+	if p.LocalBytes > 0 {
+		// The local data above the remote end, as one active segment.
+		end := m.EndOffset()
+		part.Local = []compactor.Segment{{Tier: compactor.Local, Base: end, Next: end + 1, Bytes: p.LocalBytes, MaxTimestamp: -1, FirstTimestamp: -1}}
 	}
-	plan := RetentionPlan{LogStartOffset: max(m.LogStartOffset, p.StartOffset)}
-	for _, e := range m.Entries {
-		ts := e.MaxTimestamp
-		if ts < 0 {
-			ts = e.CreatedMs
+	plan := compactor.PlanRetention(part, compactor.Config{
+		CleanupPolicy: compactor.Delete, RemoteStorage: true,
+		RetentionMs: p.RetentionMs, RetentionBytes: p.RetentionBytes,
+		LocalRetentionMs: -1, LocalRetentionBytes: -1,
+	}, now)
+	return RetentionPlan{Drop: len(plan.Remote), LogStartOffset: plan.LogStart}
+}
+
+// RemoteSegments describes the manifest's entries as the compactor's
+// planners read them: Bytes is the raw batch size (what retention.bytes
+// counts on both tiers), ObjectBytes the object's size in the bucket, Key
+// the object key.
+func RemoteSegments(m *Manifest) []compactor.Segment {
+	out := make([]compactor.Segment, len(m.Entries))
+	for i, e := range m.Entries {
+		out[i] = compactor.Segment{
+			Tier: compactor.Remote, Base: e.BaseOffset, Next: e.NextOffset,
+			Bytes: e.RawSize, ObjectBytes: e.StoredSize,
+			MaxTimestamp: e.MaxTimestamp, FirstTimestamp: e.FirstTimestamp, CreatedMs: e.CreatedMs,
+			Sealed: true, Durable: true, Key: e.Key,
 		}
-		expired := p.RetentionMs >= 0 && nowMs-ts > p.RetentionMs
-		tooBig := p.RetentionBytes >= 0 && total-e.RawSize >= p.RetentionBytes
-		below := e.NextOffset <= p.StartOffset
-		if !expired && !tooBig && !below {
-			break
-		}
-		total -= e.RawSize
-		plan.Drop++
-		plan.LogStartOffset = max(plan.LogStartOffset, e.NextOffset)
 	}
-	return plan
+	return out
 }
