@@ -45,6 +45,10 @@ type serveOptions struct {
 	logFormat        string
 	debugAddr        string
 
+	cleanerBackoff    time.Duration
+	cleanerRateLimit  int64
+	cleanerMapEntries int
+
 	store              objectStoreFlags
 	tierUploadInterval time.Duration
 	tierCheckInterval  time.Duration
@@ -91,6 +95,9 @@ environment, which wins over the file.`,
 	f.DurationVar(&o.tierCheckInterval, "tier-check-interval", 10*time.Second, "how often tiered partitions upload and apply retention")
 	f.DurationVar(&o.tierGracePeriod, "tier-grace-period", 10*time.Minute, "how long objects no manifest names are kept before deletion")
 	f.IntVar(&o.tierGCEvery, "tier-gc-every", 30, "collect garbage in the bucket every this many tier checks")
+	f.DurationVar(&o.cleanerBackoff, "log-cleaner-backoff", broker.DefaultCleanerBackoff, "log.cleaner.backoff.ms: how often compacted partitions are checked for cleaning")
+	f.Int64Var(&o.cleanerRateLimit, "log-cleaner-io-max-bytes-per-second", 0, "log.cleaner.io.max.bytes.per.second: bound on the cleaner's reads plus writes (0: unlimited)")
+	f.IntVar(&o.cleanerMapEntries, "log-cleaner-dedupe-keys", 0, "distinct keys one cleaning pass dedupes (0: 1 Mi, about 60 MiB); a pass stops at the segment where the map fills")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "address for Go's /debug/pprof handlers (off when empty; keep it on loopback)")
@@ -220,6 +227,9 @@ func runServe(o serveOptions) error {
 		RetentionCheckInterval: o.retentionCheck,
 		MaxOpenFiles:           o.maxOpenFiles,
 		MaxPartitions:          o.maxPartitions,
+		CleanerBackoff:         o.cleanerBackoff,
+		CleanerRateLimit:       o.cleanerRateLimit,
+		CleanerMapEntries:      o.cleanerMapEntries,
 		Logger:                 logger,
 	})
 	if err != nil {

@@ -66,6 +66,14 @@ type Config struct {
 	TierGCEvery       int
 	// TierWorkers bounds the partitions uploading at once.
 	TierWorkers int
+	// CleanerBackoff is how often compacted partitions are checked for a
+	// compaction pass (log.cleaner.backoff.ms); CleanerRateLimit bounds a
+	// pass's reads plus writes in bytes/s (log.cleaner.io.max.bytes.per.second,
+	// 0: unlimited); CleanerMapEntries bounds the keys one pass dedupes
+	// (log.cleaner.dedupe.buffer.size, in keys; 0: the log's default).
+	CleanerBackoff    time.Duration
+	CleanerRateLimit  int64
+	CleanerMapEntries int
 }
 
 func (c *Config) setDefaults() {
@@ -98,6 +106,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.TierWorkers <= 0 {
 		c.TierWorkers = 2
+	}
+	if c.CleanerBackoff <= 0 {
+		c.CleanerBackoff = DefaultCleanerBackoff
 	}
 }
 
@@ -195,8 +206,9 @@ func Open(cfg Config) (*Broker, error) {
 			return nil, err
 		}
 	}
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.housekeeping()
+	go b.cleanerLoop()
 	if cfg.Tier != nil {
 		b.wg.Add(1)
 		go b.tierLoop()

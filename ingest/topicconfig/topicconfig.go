@@ -294,6 +294,11 @@ type Config struct {
 	FlushMessages        int64
 	FlushMs              int64
 	MinInsyncReplicas    int32
+	// Compaction (cleanup.policy containing compact).
+	MinCleanableDirtyRatio float64
+	MinCompactionLagMs     int64
+	MaxCompactionLagMs     int64
+	DeleteRetentionMs      int64
 }
 
 // Resolve returns the effective typed configuration. Overrides must have
@@ -325,6 +330,13 @@ func Resolve(overrides map[string]string) Config {
 		FlushMessages:        num(FlushMessages),
 		FlushMs:              num(FlushMs),
 		MinInsyncReplicas:    int32(num(MinInsyncReplicas)),
+		MinCompactionLagMs:   num(MinCompactionLagMs),
+		MaxCompactionLagMs:   num(MaxCompactionLagMs),
+		DeleteRetentionMs:    num(DeleteRetentionMs),
+	}
+	var err error
+	if c.MinCleanableDirtyRatio, err = strconv.ParseFloat(str(MinCleanableDirtyRatio), 64); err != nil {
+		c.MinCleanableDirtyRatio, _ = strconv.ParseFloat(defs[MinCleanableDirtyRatio].Default, 64)
 	}
 	if _, ok := overrides[TimestampBeforeMaxMs]; !ok {
 		if v, ok := overrides[MessageTimestampDiffMaxMs]; ok {
