@@ -35,7 +35,10 @@ func (p *Partition) Read(ctx context.Context, offset int64, maxBytes int) ([]byt
 	if err != nil {
 		return nil, fmt.Errorf("tier: open %s: %w", e.Key, err)
 	}
-	ci, ok := r.Locate(offset)
+	// A compacted segment may begin after its manifest base (its first
+	// batches were compacted away): an offset in that gap reads the first
+	// batch, as a fetch into any compacted-away range gets the next batch.
+	ci, ok := r.Locate(max(offset, r.Footer().Summary.BaseOffset))
 	if !ok {
 		return nil, fmt.Errorf("%w: %d not in %s", plog.ErrOffsetOutOfRange, offset, e.Key)
 	}

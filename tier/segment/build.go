@@ -251,7 +251,9 @@ func (b *builder) add(n int, bt []byte, pos int) error {
 		b.epochs = append(b.epochs, index.EpochEntry{Epoch: e, StartOffset: h.BaseOffset})
 	}
 	rel := uint32(h.BaseOffset - s.BaseOffset)
-	if h.MaxTimestamp > s.MaxTimestamp {
+	// An empty batch (compaction keeps a producer's last batch without its
+	// records) holds no timestamp a lookup could land on.
+	if h.RecordCount > 0 && h.MaxTimestamp > s.MaxTimestamp {
 		s.MaxTimestamp, s.MaxTimestampOffset = h.MaxTimestamp, h.BaseOffset
 		b.maxBatch, b.maxPos = h.BaseOffset, pos
 	}
@@ -261,11 +263,15 @@ func (b *builder) add(n int, bt []byte, pos int) error {
 		b.sinceIndex = 0
 	}
 	b.sinceIndex += len(bt)
+	ts := h.MaxTimestamp
+	if h.RecordCount == 0 {
+		ts = -1
+	}
 	if pos == 0 {
-		b.chunkTs = h.MaxTimestamp
+		b.chunkTs = ts
 		b.f.Chunks = append(b.f.Chunks, index.Chunk{FirstOffset: h.BaseOffset})
 	}
-	b.chunkTs = max(b.chunkTs, h.MaxTimestamp)
+	b.chunkTs = max(b.chunkTs, ts)
 	s.BatchCount++
 	s.RecordCount += int64(h.RecordCount)
 	b.prevLast = h.LastOffset()
