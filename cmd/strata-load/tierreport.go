@@ -137,23 +137,7 @@ func writeTierReads(b *strings.Builder, t *tierResult) {
 	b.WriteString("| data | read | objects MB/s | records MB/s | time | replay / this | notes |\n|---|---|---:|---:|---:|---:|---|\n")
 	for _, rr := range t.reads {
 		rp := rr.replay
-		var replayObj float64
-		if rp != nil && rp.err == nil {
-			replayObj = rate(float64(rr.stored)/1e6, rp.st.elapsed)
-		}
-		for _, g := range rr.gets {
-			cmp := ""
-			if replayObj > 0 && g.err == nil {
-				cmp = fmt.Sprintf("%.0f %%", 100*replayObj/g.mbps())
-			}
-			fmt.Fprintf(b, "| %s | %s | %.1f | | %.3f s | %s | %s |\n", rr.kind.name, g.how, g.mbps(), g.elapsed.Seconds(), cmp,
-				errOr(fmt.Sprintf("%.1f MB, median of %d passes", float64(g.bytes)/1e6, g.passes), g.err))
-		}
-		if rp != nil {
-			note := fmt.Sprintf("%d records; %s; object requests: %s; %v; broker %.2f CPU-s per GB of records", rp.st.records, fetchNote(rp, rr.chunks), rp.reqs, rp.cpu, rp.cpu.brokerPerGB(rp.st.bytes))
-			fmt.Fprintf(b, "| %s | **replay, kgo consumer from offset 0** | **%.1f** | %.1f | %.2f s | | %s |\n", rr.kind.name,
-				replayObj, rp.st.mbps(), rp.st.elapsed.Seconds(), errOr(note, rp.err))
-		}
+		writeGetsAndReplay(b, rr.kind, rr.stored, rr.chunks, rr.gets, rp)
 		if a := rr.again; a != nil {
 			cmp := ""
 			if rp != nil && rp.err == nil && a.err == nil {
@@ -186,24 +170,32 @@ func writeTierShaped(b *strings.Builder, t *tierResult) {
 		"The last column is the replay's objects MB/s as a share of the row's.\n\n")
 	b.WriteString("| data | read | objects MB/s | records MB/s | time | replay / this | notes |\n|---|---|---:|---:|---:|---:|---|\n")
 	for _, r := range sh.rows {
-		rp := r.replay
-		var replayObj float64
-		if rp != nil && rp.err == nil {
-			replayObj = rate(float64(r.stored)/1e6, rp.st.elapsed)
+		writeGetsAndReplay(b, r.kind, r.stored, r.chunks, r.gets, r.replay)
+	}
+}
+
+// writeGetsAndReplay writes the raw-GET rows of a topic's objects, each
+// compared with the replay, then the replay's row.
+func writeGetsAndReplay(b *strings.Builder, kind tierData, stored int64, chunks int, gets []tierGet, rp *tierReplay) {
+	var replayObj float64
+	if rp != nil && rp.err == nil {
+		replayObj = rate(float64(stored)/1e6, rp.st.elapsed)
+	}
+	for _, g := range gets {
+		cmp := ""
+		if replayObj > 0 && g.err == nil {
+			cmp = fmt.Sprintf("%.0f %%", 100*replayObj/g.mbps())
 		}
-		for _, g := range r.gets {
-			cmp := ""
-			if replayObj > 0 && g.err == nil {
-				cmp = fmt.Sprintf("%.0f %%", 100*replayObj/g.mbps())
-			}
-			fmt.Fprintf(b, "| %s | %s | %.1f | | %.3f s | %s | %s |\n", r.kind.name, g.how, g.mbps(), g.elapsed.Seconds(), cmp,
-				errOr(fmt.Sprintf("%.1f MB", float64(g.bytes)/1e6), g.err))
+		note := fmt.Sprintf("%.1f MB", float64(g.bytes)/1e6)
+		if g.passes > 1 {
+			note += fmt.Sprintf(", median of %d passes", g.passes)
 		}
-		if rp != nil {
-			note := fmt.Sprintf("%d records; %s; object requests: %s; %v; broker %.2f CPU-s per GB of records", rp.st.records, fetchNote(rp, r.chunks), rp.reqs, rp.cpu, rp.cpu.brokerPerGB(rp.st.bytes))
-			fmt.Fprintf(b, "| %s | **replay, kgo consumer from offset 0** | **%.1f** | %.1f | %.2f s | | %s |\n", r.kind.name,
-				replayObj, rp.st.mbps(), rp.st.elapsed.Seconds(), errOr(note, rp.err))
-		}
+		fmt.Fprintf(b, "| %s | %s | %.1f | | %.3f s | %s | %s |\n", kind.name, g.how, g.mbps(), g.elapsed.Seconds(), cmp, errOr(note, g.err))
+	}
+	if rp != nil {
+		note := fmt.Sprintf("%d records; %s; object requests: %s; %v; broker %.2f CPU-s per GB of records", rp.st.records, fetchNote(rp, chunks), rp.reqs, rp.cpu, rp.cpu.brokerPerGB(rp.st.bytes))
+		fmt.Fprintf(b, "| %s | **replay, kgo consumer from offset 0** | **%.1f** | %.1f | %.2f s | | %s |\n", kind.name,
+			replayObj, rp.st.mbps(), rp.st.elapsed.Seconds(), errOr(note, rp.err))
 	}
 }
 

@@ -207,8 +207,10 @@ func Open(cfg Config) (*Broker, error) {
 		}
 	}
 	b.wg.Add(2)
-	go b.housekeeping()
-	go b.cleanerLoop()
+	// Retention and producer-state expiry; compaction, one partition at a
+	// time (Kafka's log.cleaner.threads=1).
+	go b.every(b.cfg.RetentionCheckInterval, b.ApplyRetention)
+	go b.every(b.cfg.CleanerBackoff, func() { b.CleanPass(b.ctx) })
 	if cfg.Tier != nil {
 		b.wg.Add(1)
 		go b.tierLoop()
@@ -509,17 +511,18 @@ func (b *Broker) SetTopicConfigs(name string, configs map[string]string, validat
 	return err
 }
 
-// housekeeping applies retention and producer-state expiry periodically.
-func (b *Broker) housekeeping() {
+// every runs fn every d until the broker closes (a background loop started
+// with b.wg.Add(1)).
+func (b *Broker) every(d time.Duration, fn func()) {
 	defer b.wg.Done()
-	t := time.NewTicker(b.cfg.RetentionCheckInterval)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
 		case <-t.C:
-			b.ApplyRetention()
+			fn()
 		}
 	}
 }

@@ -16,22 +16,6 @@ const (
 	DefaultCleanerBackoff = 15 * time.Second
 )
 
-// cleanerLoop runs compaction passes, one partition at a time (Kafka's
-// log.cleaner.threads=1), until the broker closes.
-func (b *Broker) cleanerLoop() {
-	defer b.wg.Done()
-	t := time.NewTicker(b.cfg.CleanerBackoff)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-t.C:
-			b.CleanPass(b.ctx)
-		}
-	}
-}
-
 // CleanPass plans compaction for every partition whose cleanup.policy
 // contains compact and cleans those the plan says are due (dirty ratio or
 // max.compaction.lag.ms). It returns the partitions cleaned.
