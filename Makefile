@@ -19,7 +19,7 @@ build:
 
 ## run: build and start a single-node broker on 127.0.0.1:9092 (data in ./strata-data).
 run: build
-	$(BIN)/strata serve
+	$(BIN)/strata serve --admin-addr 127.0.0.1:9644
 
 ## tools: install everything the tests need (Go tools into ./bin, kcat with apt-get).
 tools: tools-go tools-apt

@@ -17,6 +17,7 @@ func main() {
 	}
 	root.AddCommand(serveCmd())
 	root.AddCommand(tierCmd())
+	root.AddCommand(retentionCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "strata:", err)
 		os.Exit(1)

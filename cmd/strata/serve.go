@@ -43,7 +43,7 @@ type serveOptions struct {
 	maxPartitions    int
 	logLevel         string
 	logFormat        string
-	debugAddr        string
+	adminAddr        string
 
 	cleanerBackoff    time.Duration
 	cleanerRateLimit  int64
@@ -100,7 +100,7 @@ environment, which wins over the file.`,
 	f.IntVar(&o.cleanerMapEntries, "log-cleaner-dedupe-keys", 0, "distinct keys one cleaning pass dedupes (0: 1 Mi, about 60 MiB); a pass stops at the segment where the map fills")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
-	f.StringVar(&o.debugAddr, "debug-addr", "", "address for Go's /debug/pprof handlers (off when empty; keep it on loopback)")
+	f.StringVar(&o.adminAddr, "admin-addr", "", "address of the admin HTTP API (retention dry runs) and Go's /debug/pprof handlers (off when empty; no authentication: keep it on loopback)")
 	return cmd
 }
 
@@ -249,14 +249,14 @@ func runServe(o serveOptions) error {
 		ln.Close()
 		return err
 	}
-	if o.debugAddr != "" {
-		stopDebug, err := serveDebug(o.debugAddr, logger)
+	if o.adminAddr != "" {
+		stopAdmin, err := serveAdmin(o.adminAddr, b, logger)
 		if err != nil {
 			b.Close()
 			ln.Close()
 			return err
 		}
-		defer stopDebug()
+		defer stopAdmin()
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

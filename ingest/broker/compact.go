@@ -7,6 +7,7 @@ import (
 
 	"github.com/strata-io/strata/compactor"
 	plog "github.com/strata-io/strata/ingest/log"
+	"github.com/strata-io/strata/ingest/topicconfig"
 )
 
 // Cleaner defaults (Kafka's names in parentheses).
@@ -53,6 +54,12 @@ func (p *Partition) CompactionPlan(now time.Time) (compactor.CompactionPlan, err
 // compactionConfig maps the partition's topic configs to the planner's.
 func (p *Partition) compactionConfig() (compactor.Config, error) {
 	c := p.Config()
+	c.RemoteStorage = p.tiered() != nil // the tier actually open, not only the config
+	return plannerConfig(c)
+}
+
+// plannerConfig maps a topic's resolved configs to the planners'.
+func plannerConfig(c topicconfig.Config) (compactor.Config, error) {
 	pol, err := compactor.ParseCleanupPolicy(c.CleanupPolicy)
 	if err != nil {
 		return compactor.Config{}, err
@@ -60,7 +67,7 @@ func (p *Partition) compactionConfig() (compactor.Config, error) {
 	cfg := compactor.Config{
 		CleanupPolicy: pol, RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
 		LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes,
-		RemoteStorage: p.tiered() != nil, SegmentBytes: c.SegmentBytes,
+		RemoteStorage: c.RemoteStorage, SegmentBytes: c.SegmentBytes,
 		MinCleanableDirtyRatio: c.MinCleanableDirtyRatio, MinCompactionLagMs: c.MinCompactionLagMs,
 		MaxCompactionLagMs: c.MaxCompactionLagMs, DeleteRetentionMs: c.DeleteRetentionMs,
 	}
