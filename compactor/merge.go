@@ -22,8 +22,12 @@ func objectBytes(s Segment) int64 { return s.ObjectBytes }
 // already half the target is left alone). A group starts at a small object
 // and takes the following objects while they are small, start exactly where
 // the previous one ends (never across a gap in offsets), and keep the
-// group's total within targetBytes; groups of a single object are dropped.
-// A targetBytes of 0 or less merges nothing.
+// group's total within targetBytes. A group is merged only when it has two
+// objects or more and its total reaches targetBytes/2: the merged object is
+// then no longer small and is never rewritten again, so a slow partition's
+// trickle of small uploads waits until enough has gathered instead of being
+// rewritten into a growing object at every pass (bytes are rewritten at
+// most once). A targetBytes of 0 or less merges nothing.
 func PlanMerge(remote []Segment, targetBytes int64) MergePlan {
 	plan := MergePlan{TargetBytes: targetBytes}
 	if targetBytes <= 0 {
@@ -40,7 +44,7 @@ func PlanMerge(remote []Segment, targetBytes int64) MergePlan {
 			size += remote[j].ObjectBytes
 			j++
 		}
-		if j-i >= 2 {
+		if j-i >= 2 && 2*size >= targetBytes {
 			plan.Groups = append(plan.Groups, newGroup(remote[i:j:j], objectBytes))
 		}
 		i = j

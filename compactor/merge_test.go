@@ -18,11 +18,13 @@ func TestPlanMerge(t *testing.T) {
 		{"no objects", nil, 100, nil},
 		{"no target", []Segment{obj(0, 1, 1), obj(1, 2, 1)}, 0, nil},
 		{"one small object", []Segment{obj(0, 10, 10)}, 100, nil},
-		{"adjacent small objects", []Segment{obj(0, 10, 10), obj(10, 20, 10), obj(20, 30, 10)}, 100, [][]int64{{0, 10, 20}}},
-		{"a gap splits", []Segment{obj(0, 10, 10), obj(10, 20, 10), obj(25, 30, 10), obj(30, 40, 10)}, 100, [][]int64{{0, 10}, {25, 30}}},
+		{"adjacent small objects", []Segment{obj(0, 10, 20), obj(10, 20, 20), obj(20, 30, 20)}, 100, [][]int64{{0, 10, 20}}},
+		{"too little to merge yet", []Segment{obj(0, 10, 10), obj(10, 20, 10), obj(20, 30, 10)}, 100, nil},
+		{"just half the target merges", []Segment{obj(0, 10, 25), obj(10, 20, 25)}, 100, [][]int64{{0, 10}}},
+		{"a gap splits", []Segment{obj(0, 10, 30), obj(10, 20, 30), obj(25, 30, 30), obj(30, 40, 30)}, 100, [][]int64{{0, 10}, {25, 30}}},
 		{"a gap leaves singles", []Segment{obj(0, 10, 10), obj(15, 20, 10), obj(25, 30, 10)}, 100, nil},
-		{"a big object splits", []Segment{obj(0, 10, 10), obj(10, 20, 60), obj(20, 30, 10), obj(30, 40, 10)}, 100, [][]int64{{20, 30}}},
-		{"half the target is not small", []Segment{obj(0, 10, 50), obj(10, 20, 10), obj(20, 30, 10)}, 100, [][]int64{{10, 20}}},
+		{"a big object splits", []Segment{obj(0, 10, 30), obj(10, 20, 60), obj(20, 30, 30), obj(30, 40, 30)}, 100, [][]int64{{20, 30}}},
+		{"half the target is not small", []Segment{obj(0, 10, 50), obj(10, 20, 30), obj(20, 30, 30)}, 100, [][]int64{{10, 20}}},
 		{"just under half is", []Segment{obj(0, 10, 49), obj(10, 20, 49)}, 100, [][]int64{{0, 10}}},
 		{"total exactly the target", []Segment{obj(0, 10, 49), obj(10, 20, 49), obj(20, 30, 2), obj(30, 40, 1)}, 100, [][]int64{{0, 10, 20}}},
 		{"the target bounds a group", []Segment{obj(0, 10, 40), obj(10, 20, 40), obj(20, 30, 40), obj(30, 40, 40), obj(40, 50, 40)}, 100, [][]int64{{0, 10}, {20, 30}}},
@@ -59,14 +61,14 @@ func TestPlanMerge(t *testing.T) {
 
 func TestMergePlanString(t *testing.T) {
 	objs := []Segment{remoteSeg(0, 10, 20, -1), remoteSeg(10, 20, 20, -1), remoteSeg(20, 30, 20, -1), remoteSeg(40, 50, 20, -1), remoteSeg(50, 60, 20, -1)}
-	want := `merge plan (target 64 bytes): 5 objects into 2 objects
+	want := `merge plan (target 40 bytes): 5 objects into 2 objects
   [0, 30) 30 bytes from 3 objects: seg/0, seg/10, seg/20
   [40, 60) 20 bytes from 2 objects: seg/40, seg/50
 `
-	if d := diffText(PlanMerge(objs, 64).String(), want); d != "" {
+	if d := diffText(PlanMerge(objs, 40).String(), want); d != "" {
 		t.Error(d)
 	}
-	if got := PlanMerge(objs[:1], 64).String(); got != "merge plan (target 64 bytes): nothing to merge\n" {
+	if got := PlanMerge(objs[:1], 40).String(); got != "merge plan (target 40 bytes): nothing to merge\n" {
 		t.Errorf("empty plan: %q", got)
 	}
 }

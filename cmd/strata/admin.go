@@ -161,6 +161,9 @@ type partitionPlanJSON struct {
 	Partition  int32          `json:"partition"`
 	Retention  retentionJSON  `json:"retention"`
 	Compaction compactionJSON `json:"compaction"`
+	// RemoteCompaction is the compaction of the bucket's history, for a
+	// tiered partition of a compacted topic.
+	RemoteCompaction *compactionJSON `json:"remote_compaction,omitempty"`
 }
 
 type retentionJSON struct {
@@ -226,22 +229,32 @@ func retentionPlanToJSON(p broker.TopicPlan) retentionPlanJSON {
 			LogStartBefore: r.OldLogStart, LogStartAfter: r.LogStart, PublishManifest: r.Publish,
 			Remote: deletionsJSON(r.Remote), Local: deletionsJSON(r.Local),
 		}
-		cj := compactionJSON{
-			Tier: c.Tier.String(), CleanupPolicy: c.Policy.String(), Clean: c.Clean, Forced: c.Forced, Reason: string(c.Reason),
-			From: c.From, DirtyFrom: c.DirtyFrom, To: c.To, FirstUncleanable: c.FirstUncleanable,
-			CleanBytes: c.CleanBytes, DirtyBytes: c.DirtyBytes, DirtyRatio: c.DirtyRatio, MinDirtyRatio: c.MinDirtyRatio,
-			DeleteHorizonMs: c.DeleteHorizonMs, Groups: []groupJSON{},
+		cj := compactionToJSON(c)
+		var rcj *compactionJSON
+		if pp.RemoteCompaction != nil {
+			j := compactionToJSON(*pp.RemoteCompaction)
+			rcj = &j
 		}
-		for _, g := range c.Groups {
-			gj := groupJSON{BaseOffset: g.Base, NextOffset: g.Next, Bytes: g.Bytes, Segments: make([]segmentJSON, len(g.Segments))}
-			for i, s := range g.Segments {
-				gj.Segments[i] = segmentToJSON(s, "")
-			}
-			cj.Groups = append(cj.Groups, gj)
-		}
-		out.Partitions = append(out.Partitions, partitionPlanJSON{Partition: pp.Partition, Retention: rj, Compaction: cj})
+		out.Partitions = append(out.Partitions, partitionPlanJSON{Partition: pp.Partition, Retention: rj, Compaction: cj, RemoteCompaction: rcj})
 	}
 	return out
+}
+
+func compactionToJSON(c compactor.CompactionPlan) compactionJSON {
+	cj := compactionJSON{
+		Tier: c.Tier.String(), CleanupPolicy: c.Policy.String(), Clean: c.Clean, Forced: c.Forced, Reason: string(c.Reason),
+		From: c.From, DirtyFrom: c.DirtyFrom, To: c.To, FirstUncleanable: c.FirstUncleanable,
+		CleanBytes: c.CleanBytes, DirtyBytes: c.DirtyBytes, DirtyRatio: c.DirtyRatio, MinDirtyRatio: c.MinDirtyRatio,
+		DeleteHorizonMs: c.DeleteHorizonMs, Groups: []groupJSON{},
+	}
+	for _, g := range c.Groups {
+		gj := groupJSON{BaseOffset: g.Base, NextOffset: g.Next, Bytes: g.Bytes, Segments: make([]segmentJSON, len(g.Segments))}
+		for i, s := range g.Segments {
+			gj.Segments[i] = segmentToJSON(s, "")
+		}
+		cj.Groups = append(cj.Groups, gj)
+	}
+	return cj
 }
 
 func deletionsJSON(dels []compactor.Deletion) []segmentJSON {

@@ -48,6 +48,7 @@ type serveOptions struct {
 	cleanerBackoff    time.Duration
 	cleanerRateLimit  int64
 	cleanerMapEntries int
+	mergeTargetBytes  int64
 
 	store              objectStoreFlags
 	tierUploadInterval time.Duration
@@ -98,6 +99,7 @@ environment, which wins over the file.`,
 	f.DurationVar(&o.cleanerBackoff, "log-cleaner-backoff", broker.DefaultCleanerBackoff, "log.cleaner.backoff.ms: how often compacted partitions are checked for cleaning")
 	f.Int64Var(&o.cleanerRateLimit, "log-cleaner-io-max-bytes-per-second", 0, "log.cleaner.io.max.bytes.per.second: bound on the cleaner's reads plus writes (0: unlimited)")
 	f.IntVar(&o.cleanerMapEntries, "log-cleaner-dedupe-keys", 0, "distinct keys one cleaning pass dedupes (0: 1 Mi, about 60 MiB); a pass stops at the segment where the map fills")
+	f.Int64Var(&o.mergeTargetBytes, "tier-merge-target-bytes", tier.DefaultMergeTargetBytes, "adjacent remote objects smaller than half this are merged into objects of up to this size (-1: no merging)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.adminAddr, "admin-addr", "", "address of the admin HTTP API (retention dry runs) and Go's /debug/pprof handlers (off when empty; no authentication: keep it on loopback)")
@@ -230,6 +232,7 @@ func runServe(o serveOptions) error {
 		CleanerBackoff:         o.cleanerBackoff,
 		CleanerRateLimit:       o.cleanerRateLimit,
 		CleanerMapEntries:      o.cleanerMapEntries,
+		MergeTargetBytes:       o.mergeTargetBytes,
 		Logger:                 logger,
 	})
 	if err != nil {

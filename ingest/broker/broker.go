@@ -74,6 +74,9 @@ type Config struct {
 	CleanerBackoff    time.Duration
 	CleanerRateLimit  int64
 	CleanerMapEntries int
+	// MergeTargetBytes is the size small adjacent remote objects are merged
+	// into (0: tier.DefaultMergeTargetBytes; < 0: no merging).
+	MergeTargetBytes int64
 }
 
 func (c *Config) setDefaults() {
@@ -212,8 +215,16 @@ func Open(cfg Config) (*Broker, error) {
 	go b.every(b.cfg.RetentionCheckInterval, b.ApplyRetention)
 	go b.every(b.cfg.CleanerBackoff, func() { b.CleanPass(b.ctx) })
 	if cfg.Tier != nil {
-		b.wg.Add(1)
+		b.wg.Add(2)
 		go b.tierLoop()
+		// Compaction and merging of the history in the bucket, beside the
+		// uploads (each pass holds one partition's tier work at a time).
+		go b.every(b.cfg.CleanerBackoff, func() {
+			b.CompactRemote(b.ctx)
+			if b.cfg.MergeTargetBytes >= 0 {
+				b.MergeRemote(b.ctx, b.cfg.MergeTargetBytes)
+			}
+		})
 	}
 	return b, nil
 }

@@ -39,8 +39,10 @@ type PartitionPlan struct {
 	// segments past retention.
 	Retention compactor.RetentionPlan
 	// Compaction is what the next pass of the log cleaner rewrites on the
-	// local log. The bucket's history is not compacted (not built yet).
-	Compaction compactor.CompactionPlan
+	// local log; RemoteCompaction, for a tiered partition, what the next
+	// compaction pass over the bucket's history rewrites (nil otherwise).
+	Compaction       compactor.CompactionPlan
+	RemoteCompaction *compactor.CompactionPlan
 }
 
 // RetentionPlan plans retention and compaction for every partition of
@@ -87,15 +89,17 @@ func (b *Broker) RetentionPlan(topic string, set map[string]string, now time.Tim
 		if err != nil {
 			return TopicPlan{}, fmt.Errorf("%w: %s-%d", err, topic, i)
 		}
-		plan.Partitions = append(plan.Partitions, p.plan(cfg, now))
+		plan.Partitions = append(plan.Partitions, p.plan(cfg, tc.SegmentBytes, now))
 	}
 	return plan, nil
 }
 
-// plan is the dry run of one partition with the planner config cfg.
-func (p *Partition) plan(cfg compactor.Config, now time.Time) PartitionPlan {
+// plan is the dry run of one partition with the planner config cfg (see
+// plannerConfig) and the topic's segment.bytes.
+func (p *Partition) plan(cfg compactor.Config, segmentBytes int64, now time.Time) PartitionPlan {
 	out := PartitionPlan{Partition: p.Index}
-	if tp := p.tiered(); tp != nil {
+	tp := p.tiered()
+	if tp != nil {
 		out.Retention = tp.PlanRetention(tier.Retention{
 			RetentionMs: cfg.RetentionMs, RetentionBytes: cfg.RetentionBytes,
 			LocalRetentionMs: cfg.LocalRetentionMs, LocalRetentionBytes: cfg.LocalRetentionBytes,
@@ -108,13 +112,13 @@ func (p *Partition) plan(cfg compactor.Config, now time.Time) PartitionPlan {
 		// bucket yet, so local retention deletes nothing.
 		out.Retention = compactor.PlanRetention(p.log.RetentionInput(), cfg, now)
 	}
-	ccfg := cfg
-	if cfg.RemoteStorage {
-		// As the cleaner: never merge the segments of a tiered log (see
-		// compactionConfig).
-		ccfg.SegmentBytes = 1
+	out.Compaction = compactor.PlanCompaction(p.log.RetentionInput(), cfg, now)
+	if tp != nil && cfg.CleanupPolicy.Compacts() {
+		rc := cfg
+		rc.SegmentBytes = segmentBytes // the bucket's compaction may group objects
+		rp := tp.PlanCompaction(rc)
+		out.RemoteCompaction = &rp
 	}
-	out.Compaction = compactor.PlanCompaction(p.log.RetentionInput(), ccfg, now)
 	return out
 }
 
@@ -141,8 +145,8 @@ func (tp TopicPlan) String() string {
 		fmt.Fprintf(&b, "\npartition %d\n", pp.Partition)
 		indent(&b, pp.Retention.String())
 		indent(&b, pp.Compaction.String())
-		if pp.Retention.Tiered && pp.Compaction.Policy.Compacts() {
-			b.WriteString("  remote compaction: not built yet; the history in the bucket is kept as uploaded\n")
+		if pp.RemoteCompaction != nil {
+			indent(&b, pp.RemoteCompaction.String())
 		}
 	}
 	return b.String()

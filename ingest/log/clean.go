@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io/fs"
 	"math"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-io/strata/compactor/keymap"
 	"github.com/strata-io/strata/ingest/batch"
 	"github.com/strata-io/strata/ingest/log/vfs"
 )
@@ -304,7 +304,7 @@ func (p *cleanPass) run(segs []*segment, point int64, opts CleanOptions, cfg Con
 	if maxEntries <= 0 {
 		maxEntries = defaultCleanMapEntries
 	}
-	m := newOffsetMap(maxEntries)
+	m := keymap.New(maxEntries)
 	end, full, err := p.buildMap(dirty, m)
 	if err != nil {
 		return err
@@ -314,7 +314,7 @@ func (p *cleanPass) run(segs []*segment, point int64, opts CleanOptions, cfg Con
 	}
 	n := sort.Search(len(segs), func(i int) bool { return segs[i].next > end })
 	segs = segs[:n]
-	p.res.End, p.res.MapFull, p.res.MapEntries, p.res.SegmentsIn = end, full, m.len(), len(segs)
+	p.res.End, p.res.MapFull, p.res.MapEntries, p.res.SegmentsIn = end, full, m.Len(), len(segs)
 	newPoint := point
 	if point >= p.res.From {
 		newPoint = max(point, end)
@@ -368,7 +368,7 @@ func (p *cleanPass) run(segs []*segment, point int64, opts CleanOptions, cfg Con
 // mapped part: the end of the last segment, or the base of the segment
 // where the map filled (full). The entries that segment added stay: they
 // are offsets past the end, whose records stay, so using them is safe.
-func (p *cleanPass) buildMap(dirty []*segment, m *offsetMap) (end int64, full bool, err error) {
+func (p *cleanPass) buildMap(dirty []*segment, m *keymap.Map) (end int64, full bool, err error) {
 	if len(dirty) == 0 {
 		return p.res.End, false, nil
 	}
@@ -378,7 +378,7 @@ func (p *cleanPass) buildMap(dirty []*segment, m *offsetMap) (end int64, full bo
 				return nil
 			}
 			return batch.Records(b, 0, func(r batch.Record) error {
-				if r.Key != nil && !m.put(r.Key, h.BaseOffset+int64(r.OffsetDelta)) {
+				if r.Key != nil && !m.Put(r.Key, h.BaseOffset+int64(r.OffsetDelta)) {
 					return errMapFull
 				}
 				return nil
@@ -524,7 +524,7 @@ func (sc *segScanner) fill(p *cleanPass, n int) error {
 
 // writeGroup writes the cleaned form of g's segments to the .cleaned files
 // of its first segment's name and syncs them. g.seg is the new segment.
-func (p *cleanPass) writeGroup(g *cleanGroup, m *offsetMap, lastOfProducer map[int64]int64, horizon int64) error {
+func (p *cleanPass) writeGroup(g *cleanGroup, m *keymap.Map, lastOfProducer map[int64]int64, horizon int64) error {
 	l := p.l
 	final := filepath.Join(l.dir, fileName(g.base, logSuffix))
 	path := final + cleanedSuffix
@@ -555,7 +555,7 @@ func (p *cleanPass) writeGroup(g *cleanGroup, m *offsetMap, lastOfProducer map[i
 	return p.writeSynced(filepath.Join(l.dir, fileName(g.base, timeIndexSuffix)+cleanedSuffix), tidx)
 }
 
-func (p *cleanPass) writeGroupData(f vfs.File, g *cleanGroup, final string, m *offsetMap, lastOfProducer map[int64]int64, horizon int64) error {
+func (p *cleanPass) writeGroupData(f vfs.File, g *cleanGroup, final string, m *keymap.Map, lastOfProducer map[int64]int64, horizon int64) error {
 	ns := newSegment(g.base, final)
 	out := appendSegmentHeaderFlags(p.wbuf[:0], g.base, segFlagCompacted)
 	defer func() { p.wbuf = out[:0] }()
@@ -577,7 +577,7 @@ func (p *cleanPass) writeGroupData(f vfs.File, g *cleanGroup, final string, m *o
 		if r.Key == nil {
 			return true // written before the topic was compacted
 		}
-		if latest, ok := m.get(r.Key); ok && off < latest {
+		if latest, ok := m.Get(r.Key); ok && off < latest {
 			return false
 		}
 		if r.Value == nil && dropTombstones {
@@ -967,46 +967,6 @@ func groupSegments(segs []segSpan, maxBytes int64) [][2]int {
 	}
 	return out
 }
-
-// offsetMap maps a key's 16-byte hash to its latest offset. Two 64-bit
-// maphash values with random seeds per pass make a collision (which would
-// drop a record of another key) about as likely as with Kafka's MD5 map,
-// at a fraction of the cost, and keep memory per key fixed whatever the key
-// size.
-type offsetMap struct {
-	s1, s2 maphash.Seed
-	m      map[[16]byte]int64
-	max    int
-}
-
-func newOffsetMap(maxEntries int) *offsetMap {
-	return &offsetMap{s1: maphash.MakeSeed(), s2: maphash.MakeSeed(), m: map[[16]byte]int64{}, max: maxEntries}
-}
-
-func (m *offsetMap) hash(key []byte) [16]byte {
-	var k [16]byte
-	binary.LittleEndian.PutUint64(k[:], maphash.Bytes(m.s1, key))
-	binary.LittleEndian.PutUint64(k[8:], maphash.Bytes(m.s2, key))
-	return k
-}
-
-// put records off as key's latest offset; false if key is new and the map
-// is full.
-func (m *offsetMap) put(key []byte, off int64) bool {
-	k := m.hash(key)
-	if _, ok := m.m[k]; !ok && len(m.m) >= m.max {
-		return false
-	}
-	m.m[k] = off
-	return true
-}
-
-func (m *offsetMap) get(key []byte) (int64, bool) {
-	off, ok := m.m[m.hash(key)]
-	return off, ok
-}
-
-func (m *offsetMap) len() int { return len(m.m) }
 
 // tokenBucket limits a pass to rate bytes per second, with a burst of
 // 100 ms. A take beyond the tokens sleeps off the debt. Used by one

@@ -11,9 +11,11 @@ import (
 // Format version. A reader refuses another major version. A higher minor
 // version only appends fields at the end of length-prefixed records, which
 // readers of a lower minor version skip.
+//
+// 1.0: the first format. 1.1 appends the cleaner point to the header record.
 const (
 	VersionMajor = 1
-	VersionMinor = 0
+	VersionMinor = 1
 )
 
 // Encoding (docs/manifests.md has the full table):
@@ -60,8 +62,11 @@ func Encode(m *Manifest) ([]byte, error) {
 	return encode(m, VersionMinor, nil), nil
 }
 
-// encode encodes m without validating it. Tests pass a newer minor version
-// and extra bytes to append to every record, as a newer writer would.
+// encode encodes m without validating it, in format 1.minor: the fields a
+// minor version added are written from that version on (the cleaner point
+// is lost at minor 0). Tests pass an older minor version to write as an
+// older build did, or a newer one and extra bytes to append to every
+// record, as a newer writer would.
 func encode(m *Manifest, minor uint16, extra []byte) []byte {
 	b := make([]byte, 0, 64+len(m.Entries)*64+len(m.Deleted)*24)
 	b = append(b, magic[:]...)
@@ -77,6 +82,9 @@ func encode(m *Manifest, minor uint16, extra []byte) []byte {
 	rec = binary.AppendUvarint(rec, uint64(m.Prev.Seq))
 	rec = binary.AppendVarint(rec, m.CreatedMs)
 	rec = binary.AppendUvarint(rec, uint64(m.LogStartOffset))
+	if minor >= 1 {
+		rec = binary.AppendUvarint(rec, uint64(m.CleanerPoint))
+	}
 	b = appendRecord(b, append(rec, extra...))
 
 	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
@@ -126,7 +134,12 @@ func appendRecord(b, rec []byte) []byte {
 
 // Decode parses and validates an encoded manifest. Errors wrap ErrCorrupt or
 // ErrInvalid, or are a *VersionError; callers add the object key.
-func Decode(b []byte) (*Manifest, error) {
+func Decode(b []byte) (*Manifest, error) { return decode(b, VersionMinor) }
+
+// decode is Decode as a build that knows minor versions up to known reads:
+// fields of later minor versions are skipped. Tests use it to play an older
+// reader.
+func decode(b []byte, known uint16) (*Manifest, error) {
 	if len(b) < preambleSize+crcSize {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than the smallest manifest", ErrCorrupt, len(b))
 	}
@@ -141,7 +154,7 @@ func Decode(b []byte) (*Manifest, error) {
 	if got, want := crc32.Checksum(body, castagnoli), binary.BigEndian.Uint32(b[len(body):]); got != want {
 		return nil, fmt.Errorf("%w: checksum %08x, want %08x", ErrCorrupt, got, want)
 	}
-	d := decoder{b: body[preambleSize:], extra: minor > VersionMinor}
+	d := decoder{b: body[preambleSize:], extra: minor > known}
 	m := new(Manifest)
 
 	h := d.record()
@@ -152,6 +165,9 @@ func Decode(b []byte) (*Manifest, error) {
 	m.Prev = ManifestID{Epoch: h.int32(), Seq: h.int64()}
 	m.CreatedMs = h.varint()
 	m.LogStartOffset = h.int64()
+	if min(minor, known) >= 1 {
+		m.CleanerPoint = h.int64()
+	}
 	d.end(&h)
 
 	if n := d.count(); n > 0 {

@@ -18,8 +18,9 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		big.Entries = append(big.Entries, nextEntry(big, int32(i/300), int64(1+i%977), int64(1+i*1000), 1_700_000_000_000+int64(i)))
 	}
 	cases := map[string]*Manifest{
-		"sample": sampleManifest(),
-		"empty":  {Topic: testTopic, Partition: 0, Epoch: 0, Seq: 1},
+		"sample":                 sampleManifest(),
+		"sample with 1.1 fields": sampleManifestV11(),
+		"empty":                  {Topic: testTopic, Partition: 0, Epoch: 0, Seq: 1},
 		"empty with log start past everything": {Topic: testTopic, Partition: 2, Epoch: 3, Seq: 12, Prev: ManifestID{Epoch: 3, Seq: 11}, LogStartOffset: 1 << 50,
 			Deleted: sampleManifest().Deleted},
 		"2000 segments": big,
@@ -79,9 +80,58 @@ func TestGoldenV1(t *testing.T) {
 	if got := m.Entries[1].Key; got != "74cb/t/4f2a91073c1d4e8b9a10223344556677/7/seg/00000000000000000200-0000000004-00000000000000a2.seg" {
 		t.Fatalf("golden entry key %s", got)
 	}
-	// This build still writes version 1.0 byte for byte.
-	if !bytes.Equal(mustEncodeT(t, m), b) {
+	// The 1.0 writer is still here byte for byte, and this build's 1.1
+	// encoding of the same manifest decodes to it.
+	if !bytes.Equal(encode(m, 0, nil), b) {
+		t.Fatal("re-encoding the golden manifest as 1.0 changed its bytes")
+	}
+	if got, err := Decode(mustEncodeT(t, m)); err != nil || !reflect.DeepEqual(got, m) {
+		t.Fatalf("golden manifest re-encoded as %d.%d: %v", VersionMajor, VersionMinor, err)
+	}
+}
+
+// sampleManifestV11 is sampleManifest with the fields format 1.1 added.
+func sampleManifestV11() *Manifest {
+	m := sampleManifest()
+	m.CleanerPoint = 200
+	return m
+}
+
+// TestGoldenV11 decodes a manifest written by format version 1.1 (the
+// cleaner point), which this build writes byte for byte. Never regenerate
+// it: add a new golden file for a new version. To create it (once):
+// STRATA_WRITE_GOLDEN=1 go test -run TestGoldenV11 ./tier/manifest
+func TestGoldenV11(t *testing.T) {
+	path := filepath.Join("testdata", "manifest-v1.1.bin")
+	if os.Getenv("STRATA_WRITE_GOLDEN") != "" {
+		if err := os.WriteFile(path, encode(sampleManifestV11(), 1, nil), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if major, minor := binary.BigEndian.Uint16(b[4:]), binary.BigEndian.Uint16(b[6:]); major != 1 || minor != 1 {
+		t.Fatalf("golden file is version %d.%d", major, minor)
+	}
+	m, err := Decode(b)
+	if err != nil {
+		t.Fatalf("decode %s: %v", path, err)
+	}
+	if want := sampleManifestV11(); !reflect.DeepEqual(m, want) {
+		t.Fatalf("decoded %s\n%+v\nwant\n%+v", path, m, want)
+	}
+	if VersionMinor == 1 && !bytes.Equal(mustEncodeT(t, m), b) {
 		t.Fatal("re-encoding the golden manifest changed its bytes")
+	}
+	// A 1.0 reader skips the cleaner point: everything else is the same.
+	old, err := decode(b, 0)
+	if err != nil {
+		t.Fatalf("a 1.0 reader refused a 1.1 manifest: %v", err)
+	}
+	if want := sampleManifest(); !reflect.DeepEqual(old, want) {
+		t.Fatalf("a 1.0 reader decoded\n%+v\nwant\n%+v", old, want)
 	}
 }
 
@@ -116,6 +166,7 @@ func TestValidateRejects(t *testing.T) {
 		"same key twice":         func(m *Manifest) { m.Deleted[0].Key = m.Entries[0].Key },
 		"deleted twice":          func(m *Manifest) { m.Deleted[1].Key = m.Deleted[0].Key },
 		"deleted negative size":  func(m *Manifest) { m.Deleted[0].Size = -1 },
+		"negative cleaner point": func(m *Manifest) { m.CleanerPoint = -1 },
 	}
 	for name, mutate := range cases {
 		m := sampleManifest()
@@ -218,8 +269,11 @@ func FuzzDecodeManifest(f *testing.F) {
 	f.Add(mustEncodeT(f, sampleManifest()))
 	f.Add(mustEncodeT(f, &Manifest{Topic: testTopic, Partition: 1, Epoch: 1, Seq: 1}))
 	f.Add(encode(sampleManifest(), VersionMinor+1, []byte{9, 9}))
-	if b, err := os.ReadFile(filepath.Join("testdata", "manifest-v1.bin")); err == nil {
-		f.Add(b)
+	f.Add(encode(sampleManifestV11(), 0, nil))
+	for _, name := range []string{"manifest-v1.bin", "manifest-v1.1.bin"} {
+		if b, err := os.ReadFile(filepath.Join("testdata", name)); err == nil {
+			f.Add(b)
+		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		check := func(b []byte) {

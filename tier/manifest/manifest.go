@@ -22,6 +22,16 @@ type Manifest struct {
 	// entry: whole segments below it are removed.
 	LogStartOffset int64
 
+	// CleanerPoint is the remote cleaner point: the first offset of the
+	// remote history that no compaction pass has mapped (the start of its
+	// dirty part); the compaction of tiered history
+	// (compactor.PlanRemoteCompaction) reads it as
+	// Partition.RemoteCleanerPoint. A value at or below LogStartOffset or
+	// past EndOffset, such as 0 in a manifest no pass has compacted, means
+	// the whole remote history is dirty. Format 1.1; 1.0 manifests decode
+	// with 0. Only compaction moves it; other changes copy it.
+	CleanerPoint int64
+
 	// Entries are the remote segments in offset order; each NextOffset is the
 	// next entry's BaseOffset.
 	Entries []Entry
@@ -102,6 +112,62 @@ func (m *Manifest) RemovePrefix(n int, logStart, nowMs int64) {
 	m.LogStartOffset = max(m.LogStartOffset, logStart)
 }
 
+// ErrNotInManifest is returned by ReplaceRun when the entries to replace
+// are no longer a run of the manifest (retention or another pass removed
+// or replaced them since they were read).
+var ErrNotInManifest = errors.New("manifest: entries to replace are not in the manifest")
+
+// ReplaceRange replaces the adjacent entries [i, j) by with, which must
+// cover exactly the same offsets: with[0] starts at Entries[i].BaseOffset
+// (even if the first records of the span are gone from its object), each
+// entry starts where the previous one ends, and the last ends at
+// Entries[j-1].NextOffset. The replaced entries move to Deleted (stamped
+// nowMs), so garbage collection removes their objects only after the grace
+// period and readers holding an older manifest keep reading them until
+// then. The log start offset and the cleaner point do not change. On error
+// m is unchanged. This is how compaction and merging of remote objects
+// publish their output.
+func (m *Manifest) ReplaceRange(i, j int, with []Entry, nowMs int64) error {
+	if i < 0 || j > len(m.Entries) || i >= j {
+		return fmt.Errorf("%w: replace entries [%d, %d) of %d", ErrInvalid, i, j, len(m.Entries))
+	}
+	if len(with) == 0 {
+		return fmt.Errorf("%w: replace entries [%d, %d) by none", ErrInvalid, i, j)
+	}
+	base, next := m.Entries[i].BaseOffset, m.Entries[j-1].NextOffset
+	at := base
+	for k, e := range with {
+		if e.BaseOffset != at || e.NextOffset <= e.BaseOffset {
+			return fmt.Errorf("%w: replacement %d covers [%d, %d), want it to start at %d", ErrInvalid, k, e.BaseOffset, e.NextOffset, at)
+		}
+		at = e.NextOffset
+	}
+	if at != next {
+		return fmt.Errorf("%w: replacements cover [%d, %d), the replaced entries [%d, %d)", ErrInvalid, base, at, base, next)
+	}
+	for _, e := range m.Entries[i:j] {
+		m.Deleted = append(m.Deleted, Deleted{Key: e.Key, Size: e.StoredSize, RemovedMs: nowMs})
+	}
+	m.Entries = slices.Replace(m.Entries, i, j, slices.Clone(with)...)
+	return nil
+}
+
+// ReplaceRun is ReplaceRange over the run of adjacent entries whose keys
+// are keys, in order. It returns an error wrapping ErrNotInManifest if
+// they are not such a run of m.
+func (m *Manifest) ReplaceRun(keys []string, with []Entry, nowMs int64) error {
+	i := slices.IndexFunc(m.Entries, func(e Entry) bool { return len(keys) > 0 && e.Key == keys[0] })
+	if i < 0 || i+len(keys) > len(m.Entries) {
+		return fmt.Errorf("%w: %d entries from %v", ErrNotInManifest, len(keys), keys[:min(1, len(keys))])
+	}
+	for k, key := range keys {
+		if m.Entries[i+k].Key != key {
+			return fmt.Errorf("%w: %s", ErrNotInManifest, key)
+		}
+	}
+	return m.ReplaceRange(i, i+len(keys), with, nowMs)
+}
+
 // DropDeleted removes the given keys from Deleted, once garbage collection
 // has deleted their objects.
 func (m *Manifest) DropDeleted(keys []string) {
@@ -131,6 +197,8 @@ func (m *Manifest) Validate() error {
 		return bad("previous manifest %s does not precede it", m.Prev)
 	case m.LogStartOffset < 0:
 		return bad("negative log start offset %d", m.LogStartOffset)
+	case m.CleanerPoint < 0:
+		return bad("negative cleaner point %d", m.CleanerPoint)
 	}
 	if len(m.Entries) > 0 {
 		first := m.Entries[0]
