@@ -9,7 +9,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/strata-io/strata/compactor"
 	"github.com/strata-io/strata/tier"
+	"github.com/strata-io/strata/tier/manifest"
 	"github.com/strata-io/strata/tier/objstore"
 	"github.com/strata-io/strata/tier/objstore/objstoretest"
 	"github.com/strata-io/strata/tier/objstore/s3"
@@ -156,15 +158,14 @@ func TestTieredCompactedTopic(t *testing.T) {
 	if got := readCompacted(t, ip.addr, topic); !compactedView(t, got, latest, true) {
 		t.Fatalf("after the bucket's compaction a consumer from 0 reads %d update records, want the latest of %d keys", len(got), len(latest))
 	}
-	// A target the objects after the largest fill together: they are each
-	// below half of it and reach half of it (the merge rule).
-	var largest, total int64
-	for _, e := range compacted.Entries {
-		largest, total = max(largest, e.StoredSize), total+e.StoredSize
+	// The smallest target at which the planner merges something.
+	target := int64(512)
+	for ; target < 1<<30 && len(compactor.PlanMerge(manifest.RemoteSegments(compacted), target).Groups) == 0; target *= 2 {
 	}
-	merged := ip.b.MergeRemote(ctx, total-largest)
+	plan := compactor.PlanMerge(manifest.RemoteSegments(compacted), target)
+	merged := ip.b.MergeRemote(ctx, target)
 	after := tp.Manifest()
-	if merged == 0 || len(after.Entries) >= len(compacted.Entries) {
+	if want := plan.Objects() - len(plan.Groups); merged == 0 || merged != want || len(after.Entries) != len(compacted.Entries)-want {
 		var sizes []int64
 		for _, e := range compacted.Entries {
 			sizes = append(sizes, e.StoredSize)
