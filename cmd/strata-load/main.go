@@ -11,7 +11,8 @@
 // storage (-tier): it starts Versity S3 Gateway on loopback with a counting
 // HTTP proxy in front of it, runs a broker on that bucket, and measures
 // upload throughput and compression, replay against raw GETs of the same
-// objects, cold random reads and object requests per GB.
+// objects, cold random reads and object requests per GB; and the log
+// cleaner (-compact): a pass's throughput and produce latency while one runs.
 //
 // Every phase is bounded in time; the broker it started is stopped and the
 // temporary directories are removed before it exits.
@@ -60,6 +61,14 @@ type config struct {
 	tierBrokerFlags    string
 	keep               bool
 	versitygw          string
+
+	compact           bool
+	compactMB         int
+	compactKeys       int
+	compactValueBytes int
+	compactRate       float64
+	compactIOLimit    int64
+	compactSegBytes   int64
 }
 
 func main() {
@@ -83,7 +92,7 @@ func main() {
 func parseFlags(args []string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("strata-load", flag.ContinueOnError)
-	fs.BoolVar(&cfg.all, "all", false, "run every phase: broker load, kfake reference, disk limit, idle partitions, tiered storage")
+	fs.BoolVar(&cfg.all, "all", false, "run every phase: broker load, kfake reference, disk limit, idle partitions, tiered storage, compaction")
 	fs.BoolVar(&cfg.load, "load", true, "run the produce/consume phases (false: only disk and idle phases)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of each produce phase")
 	fs.Int64Var(&cfg.records, "records", 0, "stop each produce phase after this many records (0: only -duration bounds it)")
@@ -115,6 +124,13 @@ func parseFlags(args []string) (config, error) {
 	})
 	fs.StringVar(&cfg.tierBrokerFlags, "tier-broker-flags", "", "extra flags for the tier phase's broker, space-separated (e.g. \"--log-level info\")")
 	fs.StringVar(&cfg.versitygw, "versitygw", "", "versitygw binary (default $VERSITYGW_BIN, <repo>/bin/versitygw, PATH)")
+	fs.BoolVar(&cfg.compact, "compact", false, "measure the log cleaner: pass throughput and produce latency while it runs (implied by -all)")
+	fs.IntVar(&cfg.compactMB, "compact-mb", 256, "MB (10^6 bytes) of record values of the compaction throughput pass")
+	fs.IntVar(&cfg.compactKeys, "compact-keys", 100000, "key space of the compaction phase's records")
+	fs.IntVar(&cfg.compactValueBytes, "compact-value-bytes", 200, "value size of the compaction phase's records")
+	fs.Float64Var(&cfg.compactRate, "compact-rate", 0, "MB/s of the compaction latency runs (0: half the max-rate produce of the phase)")
+	fs.Int64Var(&cfg.compactSegBytes, "compact-segment-bytes", 16<<20, "segment.bytes of the compaction phase's topics")
+	fs.Int64Var(&cfg.compactIOLimit, "compact-io-limit", 0, "--log-cleaner-io-max-bytes-per-second of the limited latency run (0: a quarter of the unlimited pass's rate)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -130,10 +146,14 @@ func parseFlags(args []string) (config, error) {
 	cfg.disk = cfg.disk || cfg.all
 	cfg.load = cfg.load || cfg.all
 	cfg.tier = cfg.tier || cfg.all
+	cfg.compact = cfg.compact || cfg.all
 	if cfg.timeout == 0 {
 		cfg.timeout = 10*time.Minute + 12*cfg.duration
 		if cfg.tier {
 			cfg.timeout += 10*time.Minute + time.Duration(cfg.tierMB)*2*time.Second
+		}
+		if cfg.compact {
+			cfg.timeout += 10*time.Minute + time.Duration(cfg.compactMB)*time.Second
 		}
 	}
 	switch {
@@ -157,9 +177,18 @@ func parseFlags(args []string) (config, error) {
 		return cfg, errors.New("-tier-shape-mbps and -tier-shape-latency must not be negative")
 	case cfg.tierParallel <= 0:
 		return cfg, errors.New("-tier-parallel-gets must be positive")
+	case cfg.compactMB <= 0 || cfg.compactKeys <= 0 || cfg.compactValueBytes <= 0:
+		return cfg, errors.New("-compact-mb, -compact-keys and -compact-value-bytes must be positive")
+	case cfg.compactSegBytes < 1024:
+		return cfg, errors.New("-compact-segment-bytes must be at least 1024")
+	case cfg.compactRate < 0 || cfg.compactIOLimit < 0:
+		return cfg, errors.New("-compact-rate and -compact-io-limit must not be negative")
 	}
 	if cfg.tier && cfg.strataBin == "" {
 		return cfg, errors.New("-tier needs the broker binary: set STRATA_BIN or -strata")
+	}
+	if cfg.compact && cfg.strataBin == "" {
+		return cfg, errors.New("-compact needs the broker binary: set STRATA_BIN or -strata")
 	}
 	if cfg.idlePartitions > 0 && cfg.strataBin == "" {
 		return cfg, errors.New("-idle-partitions needs the broker binary: set STRATA_BIN or -strata")
@@ -211,6 +240,12 @@ func run(ctx context.Context, cfg config) error {
 		logf("strata: tiered storage phase (%d MB per data kind)", cfg.tierMB)
 		t := runTier(ctx, cfg, base)
 		rep.tier = &t
+	}
+
+	if cfg.compact && ctx.Err() == nil {
+		logf("strata: compaction phase (%d MB over %d keys)", cfg.compactMB, cfg.compactKeys)
+		c := runCompact(ctx, cfg, base)
+		rep.compact = &c
 	}
 
 	md := rep.markdown()

@@ -16,6 +16,7 @@ type report struct {
 	loads   []loadResult
 	idle    *idleResult
 	tier    *tierResult
+	compact *compactResult
 }
 
 // err joins every phase failure.
@@ -45,6 +46,9 @@ func (r *report) err() error {
 	if r.tier != nil {
 		errs = append(errs, r.tier.errs()...)
 	}
+	if r.compact != nil {
+		errs = append(errs, r.compact.errs()...)
+	}
 	return errors.Join(errs...)
 }
 
@@ -66,6 +70,7 @@ func (r *report) markdown() string {
 	r.writeDisk(&b)
 	r.writeResources(&b)
 	r.writeTier(&b)
+	r.writeCompact(&b)
 	if err := r.err(); err != nil {
 		b.WriteString("\n### Failures\n\n")
 		for _, e := range strings.Split(err.Error(), "\n") {

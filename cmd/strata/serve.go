@@ -97,7 +97,7 @@ environment, which wins over the file.`,
 	f.DurationVar(&o.tierGracePeriod, "tier-grace-period", 10*time.Minute, "how long objects no manifest names are kept before deletion")
 	f.IntVar(&o.tierGCEvery, "tier-gc-every", 30, "collect garbage in the bucket every this many tier checks")
 	f.DurationVar(&o.cleanerBackoff, "log-cleaner-backoff", broker.DefaultCleanerBackoff, "log.cleaner.backoff.ms: how often compacted partitions are checked for cleaning")
-	f.Int64Var(&o.cleanerRateLimit, "log-cleaner-io-max-bytes-per-second", 0, "log.cleaner.io.max.bytes.per.second: bound on the cleaner's reads plus writes (0: unlimited)")
+	f.Int64Var(&o.cleanerRateLimit, "log-cleaner-io-max-bytes-per-second", 64<<20, "log.cleaner.io.max.bytes.per.second: bound on the cleaner's reads plus writes, local and remote (0: unlimited)")
 	f.IntVar(&o.cleanerMapEntries, "log-cleaner-dedupe-keys", 0, "distinct keys one cleaning pass dedupes (0: 1 Mi, about 60 MiB); a pass stops at the segment where the map fills")
 	f.Int64Var(&o.mergeTargetBytes, "tier-merge-target-bytes", tier.DefaultMergeTargetBytes, "adjacent remote objects smaller than half this are merged into objects of up to this size (-1: no merging)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
