@@ -122,6 +122,12 @@ func planCompaction(tier Tier, segs []Segment, logStart, cleanerPoint, hw int64,
 		Tier: tier, Policy: c.CleanupPolicy, MinDirtyRatio: c.MinCleanableDirtyRatio,
 		SegmentBytes: c.SegmentBytes, DeleteHorizonMs: nowMs - c.DeleteRetentionMs,
 	}
+	if tier == Local && c.RemoteStorage {
+		// Older values of a tombstone's key may be in the bucket: a tiered
+		// log keeps its tombstones locally (the bucket's compaction drops
+		// them).
+		plan.DeleteHorizonMs = math.MinInt64
+	}
 	for len(segs) > 0 && segs[0].Next <= logStart {
 		segs = segs[1:] // wholly below the log start: about to go
 	}
@@ -287,9 +293,12 @@ func (p CompactionPlan) String() string {
 			}
 		}
 	}
-	if len(drop) == 0 {
+	switch {
+	case len(drop) == 0 && p.DeleteHorizonMs == math.MinInt64:
+		b.WriteString("tombstones: all kept (a tiered log keeps its tombstones locally)\n")
+	case len(drop) == 0:
 		fmt.Fprintf(&b, "tombstones: all kept (delete horizon %s)\n", formatMs(p.DeleteHorizonMs))
-	} else {
+	default:
 		fmt.Fprintf(&b, "tombstones: removed from %s (newest record at or before %s): %s\n", count(len(drop), noun), formatMs(p.DeleteHorizonMs), names(drop))
 	}
 	return b.String()

@@ -2,6 +2,7 @@ package compactor
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -40,7 +41,14 @@ func PlanMerge(remote []Segment, targetBytes int64) MergePlan {
 			continue
 		}
 		j, size := i+1, remote[i].ObjectBytes
-		for j < len(remote) && small(remote[j]) && remote[j].Base == remote[j-1].Next && size+remote[j].ObjectBytes <= targetBytes {
+		// A segment object holds at most 2^31-1 offsets and 2 GiB of batches
+		// from its base (as groupBySize keeps local groups).
+		raw := remote[i].Bytes
+		fits := func(s Segment) bool {
+			return s.Next-remote[i].Base <= math.MaxInt32 && raw+s.Bytes <= math.MaxInt32
+		}
+		for j < len(remote) && small(remote[j]) && remote[j].Base == remote[j-1].Next && size+remote[j].ObjectBytes <= targetBytes && fits(remote[j]) {
+			raw += remote[j].Bytes
 			size += remote[j].ObjectBytes
 			j++
 		}

@@ -72,3 +72,26 @@ func TestMergePlanString(t *testing.T) {
 		t.Errorf("empty plan: %q", got)
 	}
 }
+
+// TestPlanMergeBoundsObjects: a merge never spans more offsets or raw bytes
+// than one segment object can hold (sparse compacted objects of a
+// long-lived changelog), which segment.Build would refuse at every pass.
+func TestPlanMergeBoundsObjects(t *testing.T) {
+	const span = 1_500_000_000
+	segs := []Segment{
+		{Tier: Remote, Base: 0, Next: span, Bytes: 1 << 20, ObjectBytes: 1 << 20, Key: "a"},
+		{Tier: Remote, Base: span, Next: 2 * span, Bytes: 1 << 20, ObjectBytes: 1 << 20, Key: "b"},
+		{Tier: Remote, Base: 2 * span, Next: 2*span + 10, Bytes: 1 << 20, ObjectBytes: 1 << 20, Key: "c"},
+	}
+	plan := PlanMerge(segs, 4<<20)
+	if len(plan.Groups) != 1 || plan.Groups[0].Base != span {
+		t.Fatalf("groups %v, want only [b c]", groupBases(plan.Groups))
+	}
+	big := []Segment{
+		{Tier: Remote, Base: 0, Next: 10, Bytes: 1500 << 20, ObjectBytes: 1 << 20, Key: "a"},
+		{Tier: Remote, Base: 10, Next: 20, Bytes: 1500 << 20, ObjectBytes: 1 << 20, Key: "b"},
+	}
+	if plan := PlanMerge(big, 4<<20); len(plan.Groups) != 0 {
+		t.Fatalf("merged %v: over 2 GiB of batches in one object", groupBases(plan.Groups))
+	}
+}

@@ -135,13 +135,21 @@ type MergeResult struct {
 // landed; either way it names only complete objects).
 func (p *Partition) Compact(ctx context.Context, opts RemoteCompactOptions) (RemoteCompactResult, error) {
 	began := time.Now()
+	p.rewriteMu.Lock()
+	defer p.rewriteMu.Unlock()
+	defer p.endRewriting()
 	p.workMu.Lock()
-	defer p.workMu.Unlock()
 	if p.Fenced() {
+		p.workMu.Unlock()
 		return RemoteCompactResult{}, fmt.Errorf("tier: %s/%d at epoch %d: %w", p.topic, p.part, p.epoch, ErrFenced)
 	}
 	cur := p.Manifest()
 	plan := compactor.PlanRemoteCompaction(p.compactionInput(cur), opts.Config, p.m.cfg.Now())
+	p.workMu.Unlock()
+	// The objects of cur are read and the new ones written without workMu,
+	// so that uploads, retention and GC go on meanwhile; the publish
+	// replaces runs by key and fails (leaving orphans for GC) if retention
+	// took any of them in between.
 	res := RemoteCompactResult{Plan: plan, CleanerPoint: cur.CleanerPoint}
 	if !plan.Clean {
 		return res, nil
@@ -171,7 +179,10 @@ func (p *Partition) Compact(ctx context.Context, opts RemoteCompactOptions) (Rem
 	}
 	res.CleanerPoint = res.End
 	if len(outs) > 0 || res.CleanerPoint != cur.CleanerPoint {
-		if err := pass.publish(outs, &res.CleanerPoint); err != nil {
+		p.workMu.Lock()
+		err := pass.publish(outs, &res.CleanerPoint)
+		p.workMu.Unlock()
+		if err != nil {
 			return RemoteCompactResult{}, err
 		}
 	}
@@ -188,8 +199,6 @@ func (p *Partition) Compact(ctx context.Context, opts RemoteCompactOptions) (Rem
 // PlanCompaction is what Compact would plan now with the topic's settings
 // c, without doing it: the dry run.
 func (p *Partition) PlanCompaction(c compactor.Config) compactor.CompactionPlan {
-	p.workMu.Lock()
-	defer p.workMu.Unlock()
 	return compactor.PlanRemoteCompaction(p.compactionInput(p.Manifest()), c, p.m.cfg.Now())
 }
 
@@ -205,24 +214,26 @@ func (p *Partition) compactionInput(cur *manifest.Manifest) compactor.Partition 
 // Merge merges runs of small adjacent remote objects into objects of about
 // targetBytes (0 or less: DefaultMergeTargetBytes), as compactor.PlanMerge
 // plans it: batches are copied as they are, each run becomes one object
-// with a footer built for it, and one manifest replaces every run. Only the
+// with a footer built for it, and one manifest replaces every run; rateLimit
+// bounds its bytes read plus written per second (0: unlimited). Only the
 // leader calls it; it runs one at a time with uploads, retention and GC.
-func (p *Partition) Merge(ctx context.Context, targetBytes int64) (MergeResult, error) {
+func (p *Partition) Merge(ctx context.Context, targetBytes, rateLimit int64) (MergeResult, error) {
 	if targetBytes <= 0 {
 		targetBytes = DefaultMergeTargetBytes
 	}
-	p.workMu.Lock()
-	defer p.workMu.Unlock()
+	p.rewriteMu.Lock()
+	defer p.rewriteMu.Unlock()
+	defer p.endRewriting()
 	if p.Fenced() {
 		return MergeResult{}, fmt.Errorf("tier: %s/%d at epoch %d: %w", p.topic, p.part, p.epoch, ErrFenced)
 	}
-	cur := p.Manifest()
+	cur := p.Manifest() // a snapshot: objects are copied without workMu (see Compact)
 	plan := compactor.PlanMerge(manifest.RemoteSegments(cur), targetBytes)
 	res := MergeResult{Plan: plan}
 	if len(plan.Groups) == 0 {
 		return res, nil
 	}
-	pass := p.newRewritePass(ctx, 0)
+	pass := p.newRewritePass(ctx, rateLimit)
 	var outs []rewritten
 	for _, pg := range plan.Groups {
 		g, err := entriesOf(cur, pg.Segments)
@@ -237,13 +248,41 @@ func (p *Partition) Merge(ctx context.Context, targetBytes int64) (MergeResult, 
 		res.ObjectsIn += len(g)
 		res.ObjectsOut++
 	}
-	if err := pass.publish(outs, nil); err != nil {
+	p.workMu.Lock()
+	err := pass.publish(outs, nil)
+	p.workMu.Unlock()
+	if err != nil {
 		return MergeResult{}, err
 	}
 	res.BytesRead, res.BytesWritten = pass.read, pass.written
 	p.logger.Info("merged remote objects", "objects_in", res.ObjectsIn, "objects_out", res.ObjectsOut,
 		"bytes_read", res.BytesRead, "bytes_written", res.BytesWritten)
 	return res, nil
+}
+
+// markRewriting protects key, an object a pass is about to upload, from GC
+// until the pass ends (endRewriting): published, it is named by the
+// manifest; not, it is an orphan GC removes after the grace period.
+func (p *Partition) markRewriting(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.rewriting == nil {
+		p.mu.rewriting = map[string]bool{}
+	}
+	p.mu.rewriting[key] = true
+}
+
+func (p *Partition) endRewriting() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.mu.rewriting)
+}
+
+// rewritingNow reports whether a running pass uploaded key.
+func (p *Partition) rewritingNow(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.rewriting[key]
 }
 
 // entriesOf returns the manifest entries of a plan's segments.
@@ -591,6 +630,7 @@ func (w *rewritePass) rewrite(g []manifest.Entry, filter batchFilter) (rewritten
 		return out, err
 	}
 	key := w.p.Manifest().SegmentName(w.p.epoch, g[0].BaseOffset, manifest.NewUploadID()).Key()
+	w.p.markRewriting(key)
 	if err := w.p.m.store.PutIfAbsent(w.ctx, key, tmp, built.Size); err != nil {
 		return out, fmt.Errorf("upload %s: %w", key, err)
 	}

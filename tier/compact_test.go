@@ -463,7 +463,7 @@ func TestMerge(t *testing.T) {
 	if len(plan.Groups) == 0 {
 		t.Fatal("setup: nothing to merge")
 	}
-	res, err := e.p.Merge(e.ctx, target)
+	res, err := e.p.Merge(e.ctx, target, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +495,7 @@ func TestMerge(t *testing.T) {
 			t.Fatalf("merged object holds %d records (entry %d), its inputs %d", f.Summary.RecordCount, en.RecordCount, records)
 		}
 	}
-	if again, err := e.p.Merge(e.ctx, target); err != nil || again.ObjectsOut != 0 {
+	if again, err := e.p.Merge(e.ctx, target, 0); err != nil || again.ObjectsOut != 0 {
 		t.Fatalf("second merge: %+v, %v", again, err)
 	}
 
@@ -564,7 +564,7 @@ func TestCompactPublishFailure(t *testing.T) {
 	for _, en := range p2.Manifest().Entries {
 		all += en.StoredSize
 	}
-	if _, err := p2.Merge(e.ctx, all); err != nil { // publishes at epoch 2
+	if _, err := p2.Merge(e.ctx, all, 0); err != nil { // publishes at epoch 2
 		t.Fatal(err)
 	}
 	newer := newestManifest(t, fs)

@@ -27,7 +27,10 @@ type Partition struct {
 	log    *plog.Log
 	logger *slog.Logger
 
-	workMu sync.Mutex // one upload, retention or GC pass at a time
+	workMu sync.Mutex // one upload, retention or GC pass, or one publish, at a time
+	// rewriteMu serializes compaction and merge passes; they hold workMu
+	// only to plan and to publish, never across their object I/O.
+	rewriteMu sync.Mutex
 	// nextAhead is the key of the last object whose first chunks were
 	// prefetched for a reader nearing the end of the one before it.
 	nextAhead atomic.Pointer[string]
@@ -36,6 +39,10 @@ type Partition struct {
 		pub    *manifest.Publisher // opened on first publish
 		cur    *manifest.Manifest  // newest manifest known; never modified in place
 		fenced bool                // a newer leader has published: stop
+		// rewriting are the objects a compaction or merge pass uploaded
+		// and has not published yet: GC must not take them for orphans
+		// while the pass (which runs without workMu) is still going.
+		rewriting map[string]bool
 	}
 }
 

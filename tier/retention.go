@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/strata-io/strata/compactor"
 	"github.com/strata-io/strata/tier/manifest"
@@ -126,6 +127,9 @@ func (p *Partition) GC(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("tier: gc %s/%d: %w", p.topic, p.part, err)
 	}
+	// Objects a running compaction or merge pass uploaded are not orphans
+	// yet, however long the pass has been running.
+	plan.Orphans = slices.DeleteFunc(plan.Orphans, p.rewritingNow)
 	n := 0
 	for _, keys := range [][]string{plan.Orphans, plan.Expired, plan.Manifests} {
 		for _, k := range keys {

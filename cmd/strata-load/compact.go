@@ -533,24 +533,9 @@ func findPass(logPath, topic string, since time.Time) (*cleanerPass, error) {
 // parseCompacted reads the broker's `msg=compacted` line (slog text:
 // key=value, values with spaces quoted).
 func parseCompacted(line string) (cleanerPass, error) {
-	kv := map[string]string{}
-	for s := strings.TrimSpace(line); s != ""; s = strings.TrimLeft(s, " ") {
-		k, rest, ok := strings.Cut(s, "=")
-		if !ok {
-			break
-		}
-		v := rest
-		if strings.HasPrefix(rest, `"`) {
-			q, err := strconv.QuotedPrefix(rest)
-			if err != nil {
-				return cleanerPass{}, fmt.Errorf("compacted line %q: %w", line, err)
-			}
-			v, _ = strconv.Unquote(q)
-			rest = rest[len(q):]
-		} else {
-			v, rest, _ = strings.Cut(rest, " ")
-		}
-		kv[k], s = v, rest
+	kv, err := logFields(line)
+	if err != nil {
+		return cleanerPass{}, fmt.Errorf("compacted line %q: %w", line, err)
 	}
 	var p cleanerPass
 	var errs []error
@@ -574,6 +559,31 @@ func parseCompacted(line string) (cleanerPass, error) {
 		return p, fmt.Errorf("compacted line %q: %w", line, err)
 	}
 	return p, nil
+}
+
+// logFields splits a slog text line into its key=value fields (values
+// with spaces are quoted).
+func logFields(line string) (map[string]string, error) {
+	kv := map[string]string{}
+	for s := strings.TrimSpace(line); s != ""; s = strings.TrimLeft(s, " ") {
+		k, rest, ok := strings.Cut(s, "=")
+		if !ok {
+			break
+		}
+		v := rest
+		if strings.HasPrefix(rest, `"`) {
+			q, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				return nil, err
+			}
+			v, _ = strconv.Unquote(q)
+			rest = rest[len(q):]
+		} else {
+			v, rest, _ = strings.Cut(rest, " ")
+		}
+		kv[k], s = v, rest
+	}
+	return kv, nil
 }
 
 // errs returns the phase's failures.

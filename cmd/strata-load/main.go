@@ -11,8 +11,10 @@
 // storage (-tier): it starts Versity S3 Gateway on loopback with a counting
 // HTTP proxy in front of it, runs a broker on that bucket, and measures
 // upload throughput and compression, replay against raw GETs of the same
-// objects, cold random reads and object requests per GB; and the log
-// cleaner (-compact): a pass's throughput and produce latency while one runs.
+// objects, cold random reads and object requests per GB; the log cleaner
+// (-compact): a pass's throughput and produce latency while one runs; and
+// the remote cleaner (-compact-remote): compaction of tiered history in the
+// bucket, and object GETs per GB replayed before and after merging.
 //
 // Every phase is bounded in time; the broker it started is stopped and the
 // temporary directories are removed before it exits.
@@ -69,6 +71,13 @@ type config struct {
 	compactRate       float64
 	compactIOLimit    int64
 	compactSegBytes   int64
+
+	compactRemote         bool
+	compactRemoteMB       int
+	compactRemoteSegBytes int64
+	mergeMB               int
+	mergeSegBytes         int64
+	mergeTargetBytes      int64
 }
 
 func main() {
@@ -92,7 +101,7 @@ func main() {
 func parseFlags(args []string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("strata-load", flag.ContinueOnError)
-	fs.BoolVar(&cfg.all, "all", false, "run every phase: broker load, kfake reference, disk limit, idle partitions, tiered storage, compaction")
+	fs.BoolVar(&cfg.all, "all", false, "run every phase: broker load, kfake reference, disk limit, idle partitions, tiered storage, compaction, remote compaction")
 	fs.BoolVar(&cfg.load, "load", true, "run the produce/consume phases (false: only disk and idle phases)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of each produce phase")
 	fs.Int64Var(&cfg.records, "records", 0, "stop each produce phase after this many records (0: only -duration bounds it)")
@@ -131,6 +140,12 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&cfg.compactRate, "compact-rate", 0, "MB/s of the compaction latency runs (0: half the max-rate produce of the phase)")
 	fs.Int64Var(&cfg.compactSegBytes, "compact-segment-bytes", 16<<20, "segment.bytes of the compaction phase's topics")
 	fs.Int64Var(&cfg.compactIOLimit, "compact-io-limit", 0, "--log-cleaner-io-max-bytes-per-second of the limited latency run (0: a quarter of the unlimited pass's rate)")
+	fs.BoolVar(&cfg.compactRemote, "compact-remote", false, "measure remote compaction and merging of tiered history on versitygw (implied by -all)")
+	fs.IntVar(&cfg.compactRemoteMB, "compact-remote-mb", 128, "MB (10^6 bytes) of keyed updates of the remote compaction pass (keys and value size: -compact-keys, -compact-value-bytes)")
+	fs.Int64Var(&cfg.compactRemoteSegBytes, "compact-remote-segment-bytes", 8<<20, "segment.bytes of the remote compaction topic")
+	fs.IntVar(&cfg.mergeMB, "merge-mb", 64, "MB (10^6 bytes) of record values of the merge measurement")
+	fs.Int64Var(&cfg.mergeSegBytes, "merge-segment-bytes", 256<<10, "segment.bytes of the merge measurement's topic (small objects)")
+	fs.Int64Var(&cfg.mergeTargetBytes, "merge-target-bytes", 8<<20, "--tier-merge-target-bytes of the broker once merging is turned on")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -147,6 +162,7 @@ func parseFlags(args []string) (config, error) {
 	cfg.load = cfg.load || cfg.all
 	cfg.tier = cfg.tier || cfg.all
 	cfg.compact = cfg.compact || cfg.all
+	cfg.compactRemote = cfg.compactRemote || cfg.all
 	if cfg.timeout == 0 {
 		cfg.timeout = 10*time.Minute + 12*cfg.duration
 		if cfg.tier {
@@ -154,6 +170,9 @@ func parseFlags(args []string) (config, error) {
 		}
 		if cfg.compact {
 			cfg.timeout += 10*time.Minute + time.Duration(cfg.compactMB)*time.Second
+		}
+		if cfg.compactRemote {
+			cfg.timeout += 10*time.Minute + time.Duration(cfg.compactRemoteMB+cfg.mergeMB)*time.Second
 		}
 	}
 	switch {
@@ -183,12 +202,21 @@ func parseFlags(args []string) (config, error) {
 		return cfg, errors.New("-compact-segment-bytes must be at least 1024")
 	case cfg.compactRate < 0 || cfg.compactIOLimit < 0:
 		return cfg, errors.New("-compact-rate and -compact-io-limit must not be negative")
+	case cfg.compactRemoteMB <= 0 || cfg.mergeMB <= 0:
+		return cfg, errors.New("-compact-remote-mb and -merge-mb must be positive")
+	case cfg.compactRemoteSegBytes < 1024 || cfg.mergeSegBytes < 1024:
+		return cfg, errors.New("-compact-remote-segment-bytes and -merge-segment-bytes must be at least 1024")
+	case cfg.mergeTargetBytes <= 0:
+		return cfg, errors.New("-merge-target-bytes must be positive")
 	}
 	if cfg.tier && cfg.strataBin == "" {
 		return cfg, errors.New("-tier needs the broker binary: set STRATA_BIN or -strata")
 	}
 	if cfg.compact && cfg.strataBin == "" {
 		return cfg, errors.New("-compact needs the broker binary: set STRATA_BIN or -strata")
+	}
+	if cfg.compactRemote && cfg.strataBin == "" {
+		return cfg, errors.New("-compact-remote needs the broker binary: set STRATA_BIN or -strata")
 	}
 	if cfg.idlePartitions > 0 && cfg.strataBin == "" {
 		return cfg, errors.New("-idle-partitions needs the broker binary: set STRATA_BIN or -strata")
@@ -246,6 +274,11 @@ func run(ctx context.Context, cfg config) error {
 		logf("strata: compaction phase (%d MB over %d keys)", cfg.compactMB, cfg.compactKeys)
 		c := runCompact(ctx, cfg, base)
 		rep.compact = &c
+	}
+	if cfg.compactRemote && ctx.Err() == nil {
+		logf("strata: remote compaction and merging phase (%d MB of updates, %d MB of small segments)", cfg.compactRemoteMB, cfg.mergeMB)
+		c := runCompactRemote(ctx, cfg, base)
+		rep.compactRemote = &c
 	}
 
 	md := rep.markdown()

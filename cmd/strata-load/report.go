@@ -17,6 +17,8 @@ type report struct {
 	idle    *idleResult
 	tier    *tierResult
 	compact *compactResult
+	// compactRemote is the remote compaction and merge phase.
+	compactRemote *remoteResult
 }
 
 // err joins every phase failure.
@@ -49,6 +51,9 @@ func (r *report) err() error {
 	if r.compact != nil {
 		errs = append(errs, r.compact.errs()...)
 	}
+	if r.compactRemote != nil {
+		errs = append(errs, r.compactRemote.errs()...)
+	}
 	return errors.Join(errs...)
 }
 
@@ -71,6 +76,7 @@ func (r *report) markdown() string {
 	r.writeResources(&b)
 	r.writeTier(&b)
 	r.writeCompact(&b)
+	r.writeCompactRemote(&b)
 	if err := r.err(); err != nil {
 		b.WriteString("\n### Failures\n\n")
 		for _, e := range strings.Split(err.Error(), "\n") {

@@ -54,7 +54,10 @@ func (p *Partition) CompactionPlan(now time.Time) (compactor.CompactionPlan, err
 // compactionConfig maps the partition's topic configs to the planner's.
 func (p *Partition) compactionConfig() (compactor.Config, error) {
 	c := p.Config()
-	c.RemoteStorage = p.tiered() != nil // the tier actually open, not only the config
+	// A tiered topic whose tier is not open yet (store down at start) is
+	// still tiered: its segments must not be merged, nor its tombstones
+	// dropped, before the tier catches up.
+	c.RemoteStorage = c.RemoteStorage || p.tiered() != nil
 	return plannerConfig(c)
 }
 
@@ -90,10 +93,17 @@ func (b *Broker) cleanPartition(ctx context.Context, p *Partition) (bool, error)
 	if !plan.Clean {
 		return false, nil
 	}
+	horizon := now.Add(-time.Duration(cfg.DeleteRetentionMs) * time.Millisecond)
+	if cfg.RemoteStorage {
+		// Older values of a tombstone's key may sit in the bucket (or a
+		// segment may go up without its tombstone): locally a tiered log
+		// keeps every tombstone; the bucket's compaction removes them.
+		horizon = time.Time{}
+	}
 	res, err := p.log.Clean(plog.CleanOptions{
 		From: plan.From, To: plan.To,
 		MaxMapEntries:    b.cfg.CleanerMapEntries,
-		TombstoneHorizon: now.Add(-time.Duration(cfg.DeleteRetentionMs) * time.Millisecond),
+		TombstoneHorizon: horizon,
 		SegmentBytes:     cfg.SegmentBytes,
 		RateLimit:        b.cfg.CleanerRateLimit,
 		Context:          ctx,

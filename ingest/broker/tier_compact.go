@@ -41,10 +41,6 @@ func (b *Broker) CompactRemote(ctx context.Context) int {
 			b.log.Warn("remote compaction", "topic", p.Topic, "partition", p.Index, "err", err)
 		case res.Plan.Clean:
 			n++
-			b.log.Info("compacted remote history", "topic", p.Topic, "partition", p.Index, "from", res.From, "to", res.End,
-				"reason", string(res.Plan.Reason), "cleaner_point", res.CleanerPoint, "objects_in", res.ObjectsIn, "objects_out", res.ObjectsOut,
-				"records_kept", res.RecordsKept, "records_removed", res.RecordsRemoved, "tombstones_removed", res.TombstonesRemoved,
-				"bytes_read", res.BytesRead, "bytes_written", res.BytesWritten, "duration", res.Duration)
 		}
 	}
 	return n
@@ -59,17 +55,13 @@ func (b *Broker) MergeRemote(ctx context.Context, targetBytes int64) int {
 		if ctx.Err() != nil {
 			break
 		}
-		res, err := p.tiered().Merge(ctx, targetBytes)
+		res, err := p.tiered().Merge(ctx, targetBytes, b.cfg.CleanerRateLimit)
 		switch {
 		case errors.Is(err, context.Canceled), errors.Is(err, tier.ErrFenced):
 		case err != nil:
 			b.log.Warn("remote merge", "topic", p.Topic, "partition", p.Index, "err", err)
 		default:
 			n += res.ObjectsIn - res.ObjectsOut
-			if res.ObjectsIn > 0 {
-				b.log.Info("merged remote objects", "topic", p.Topic, "partition", p.Index, "objects_in", res.ObjectsIn,
-					"objects_out", res.ObjectsOut, "bytes_read", res.BytesRead, "bytes_written", res.BytesWritten)
-			}
 		}
 	}
 	return n

@@ -150,8 +150,13 @@ type cleanPass struct {
 	bucket   *tokenBucket
 	interval int
 	res      *CleanResult
-	rbuf     []byte // read buffer, reused from segment to segment
-	wbuf     []byte // write buffer, reused from group to group
+	// cleanTo is the cleaner point before the pass: segments wholly below
+	// it were compacted before (the clean part), and only they may lose
+	// tombstones, so that a consumer that read a key's old value sees its
+	// delete at least once (Kafka's rule).
+	cleanTo int64
+	rbuf    []byte // read buffer, reused from segment to segment
+	wbuf    []byte // write buffer, reused from group to group
 }
 
 // cleanGroup is a run of source segments that becomes one output segment.
@@ -324,6 +329,7 @@ func (p *cleanPass) run(segs []*segment, point int64, opts CleanOptions, cfg Con
 		return nil
 	}
 
+	p.cleanTo = point
 	lastOfProducer, err := p.lastBatches(segs)
 	if err != nil {
 		return err
@@ -588,7 +594,9 @@ func (p *cleanPass) writeGroupData(f vfs.File, g *cleanGroup, final string, m *k
 	}
 	g.changed = len(g.src) > 1
 	for _, s := range g.src {
-		dropTombstones = s.maxTs < horizon
+		// Tombstones go only from the clean part, from segments whose
+		// newest record is known and older than the horizon.
+		dropTombstones = s.next <= p.cleanTo && s.maxTs >= 0 && s.maxTs <= horizon
 		err := p.scan(s, func(b []byte, h *batch.Header) error {
 			start := len(out)
 			if h.IsControl() {

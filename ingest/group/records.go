@@ -1,0 +1,213 @@
+package group
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"unicode/utf16"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Key and value versions written to __consumer_offsets. They are the
+// versions Kafka 2.3 and later write for classic groups, so Kafka's own
+// tools (kafka-console-consumer with the offsets formatters) read them.
+const (
+	offsetKeyVersion   = 1 // 0 and 1 have the same layout
+	groupKeyVersion    = 2
+	offsetValueVersion = 3 // leader epoch; v4 (flexible, topic id) is read, not written
+	groupValueVersion  = 3 // static instance ids; v4 (flexible) is read, not written
+)
+
+// Record is one record of a __consumer_offsets partition. A nil Value is a
+// tombstone: compaction drops the key once the tombstone is old enough.
+type Record struct {
+	Key   []byte
+	Value []byte
+}
+
+// ErrUnknownRecordType is returned (wrapped) by DecodeRecord for a key type
+// this coordinator does not own: Kafka stores other records in the topic
+// (KIP-848 consumer groups, share groups, transaction markers use other
+// types), which a classic coordinator skips.
+var ErrUnknownRecordType = errors.New("unknown __consumer_offsets record type")
+
+// DecodedRecord is a decoded __consumer_offsets record: exactly one of
+// Offset and Group is set.
+type DecodedRecord struct {
+	Offset *OffsetRecord
+	Group  *GroupRecord
+}
+
+// OffsetRecord is a committed offset (key versions 0 and 1).
+type OffsetRecord struct {
+	Key   kmsg.OffsetCommitKey
+	Value *kmsg.OffsetCommitValue // nil: the offset was deleted
+}
+
+// GroupRecord is a group's metadata (key version 2).
+type GroupRecord struct {
+	Key   kmsg.GroupMetadataKey
+	Value *kmsg.GroupMetadataValue // nil: the group was deleted
+}
+
+// DecodeRecord decodes a __consumer_offsets record. A nil value is a
+// tombstone. The result does not alias key or value.
+func DecodeRecord(key, value []byte) (DecodedRecord, error) {
+	if len(key) < 2 {
+		return DecodedRecord{}, fmt.Errorf("__consumer_offsets key of %d bytes", len(key))
+	}
+	switch v := int16(binary.BigEndian.Uint16(key)); v {
+	case 0, 1:
+		r := &OffsetRecord{}
+		if err := r.Key.ReadFrom(key); err != nil {
+			return DecodedRecord{}, fmt.Errorf("offset commit key: %w", err)
+		}
+		if value != nil {
+			r.Value = new(kmsg.OffsetCommitValue)
+			if err := readOffsetValue(r.Value, value); err != nil {
+				return DecodedRecord{}, err
+			}
+		}
+		return DecodedRecord{Offset: r}, nil
+	case 2:
+		r := &GroupRecord{}
+		if err := r.Key.ReadFrom(key); err != nil {
+			return DecodedRecord{}, fmt.Errorf("group metadata key: %w", err)
+		}
+		if value != nil {
+			r.Value = new(kmsg.GroupMetadataValue)
+			if err := readGroupValue(r.Value, value); err != nil {
+				return DecodedRecord{}, err
+			}
+		}
+		return DecodedRecord{Group: r}, nil
+	default:
+		return DecodedRecord{}, fmt.Errorf("key version %d: %w", v, ErrUnknownRecordType)
+	}
+}
+
+func valueVersion(value []byte) (int16, error) {
+	if len(value) < 2 {
+		return 0, fmt.Errorf("value of %d bytes", len(value))
+	}
+	return int16(binary.BigEndian.Uint16(value)), nil
+}
+
+func readOffsetValue(v *kmsg.OffsetCommitValue, value []byte) error {
+	ver, err := valueVersion(value)
+	if err != nil {
+		return fmt.Errorf("offset commit %w", err)
+	}
+	if ver < 0 || ver > 4 {
+		return fmt.Errorf("offset commit value version %d not supported (0-4)", ver)
+	}
+	if err := v.ReadFrom(value); err != nil {
+		return fmt.Errorf("offset commit value v%d: %w", ver, err)
+	}
+	if ver < 3 {
+		v.LeaderEpoch = -1
+	}
+	v.UnknownTags = cloneTags(v.UnknownTags)
+	return nil
+}
+
+func readGroupValue(v *kmsg.GroupMetadataValue, value []byte) error {
+	ver, err := valueVersion(value)
+	if err != nil {
+		return fmt.Errorf("group metadata %w", err)
+	}
+	if ver < 0 || ver > 4 {
+		return fmt.Errorf("group metadata value version %d not supported (0-4)", ver)
+	}
+	if err := v.ReadFrom(value); err != nil {
+		return fmt.Errorf("group metadata value v%d: %w", ver, err)
+	}
+	// kmsg aliases bytes fields into the input; callers keep them.
+	for i := range v.Members {
+		m := &v.Members[i]
+		m.Subscription = append([]byte{}, m.Subscription...)
+		m.Assignment = append([]byte{}, m.Assignment...)
+		m.UnknownTags = cloneTags(m.UnknownTags)
+	}
+	v.UnknownTags = cloneTags(v.UnknownTags)
+	return nil
+}
+
+func cloneTags(t kmsg.Tags) kmsg.Tags {
+	var out kmsg.Tags
+	t.Each(func(key uint32, b []byte) {
+		out.Set(key, append([]byte{}, b...))
+	})
+	return out
+}
+
+// EncodeOffsetKey is the key of group's committed offset for a partition.
+func EncodeOffsetKey(group, topic string, partition int32) []byte {
+	k := kmsg.OffsetCommitKey{Version: offsetKeyVersion, Group: group, Topic: topic, Partition: partition}
+	return k.AppendTo(nil)
+}
+
+// EncodeGroupKey is the key of group's metadata.
+func EncodeGroupKey(group string) []byte {
+	k := kmsg.GroupMetadataKey{Version: groupKeyVersion, Group: group}
+	return k.AppendTo(nil)
+}
+
+// OffsetCommitRecord is the record of a committed offset.
+func OffsetCommitRecord(group, topic string, partition int32, o Offset) Record {
+	v := kmsg.OffsetCommitValue{
+		Version:         offsetValueVersion,
+		Offset:          o.Offset,
+		LeaderEpoch:     o.LeaderEpoch,
+		Metadata:        o.Metadata,
+		CommitTimestamp: o.CommitTime.UnixMilli(),
+	}
+	if !o.ExpireTime.IsZero() {
+		// Kafka writes v1 for commits with an explicit retention time
+		// (OffsetCommit v2-v4); v1 has no leader epoch.
+		v.Version = 1
+		v.ExpireTimestamp = o.ExpireTime.UnixMilli()
+	}
+	return Record{Key: EncodeOffsetKey(group, topic, partition), Value: v.AppendTo(nil)}
+}
+
+// OffsetTombstone deletes group's committed offset for a partition.
+func OffsetTombstone(group, topic string, partition int32) Record {
+	return Record{Key: EncodeOffsetKey(group, topic, partition)}
+}
+
+// GroupTombstone deletes group's metadata.
+func GroupTombstone(group string) Record {
+	return Record{Key: EncodeGroupKey(group)}
+}
+
+// PartitionFor is the __consumer_offsets partition that holds group, as
+// Kafka computes it: the non-negative Java String.hashCode of the group id
+// modulo the partition count, so clients and tools that compute it agree.
+func PartitionFor(group string, partitions int32) int32 {
+	var h int32
+	for _, c := range utf16.Encode([]rune(group)) {
+		h = 31*h + int32(c)
+	}
+	return (h & 0x7fffffff) % partitions
+}
+
+// Encode is the record d decodes from, in d's own versions.
+func (d DecodedRecord) Encode() Record {
+	switch {
+	case d.Offset != nil:
+		r := Record{Key: d.Offset.Key.AppendTo(nil)}
+		if d.Offset.Value != nil {
+			r.Value = d.Offset.Value.AppendTo(nil)
+		}
+		return r
+	case d.Group != nil:
+		r := Record{Key: d.Group.Key.AppendTo(nil)}
+		if d.Group.Value != nil {
+			r.Value = d.Group.Value.AppendTo(nil)
+		}
+		return r
+	}
+	return Record{}
+}
