@@ -77,6 +77,13 @@ type Config struct {
 	// MergeTargetBytes is the size small adjacent remote objects are merged
 	// into (0: tier.DefaultMergeTargetBytes; < 0: no merging).
 	MergeTargetBytes int64
+	// OffsetsTopicPartitions is offsets.topic.num.partitions for a new
+	// __consumer_offsets (0: 50); an existing topic keeps its count.
+	// OffsetsRetention is offsets.retention.minutes (0: 7 days), checked
+	// every OffsetsRetentionCheckInterval (0: 10 minutes).
+	OffsetsTopicPartitions        int32
+	OffsetsRetention              time.Duration
+	OffsetsRetentionCheckInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -142,6 +149,8 @@ type Broker struct {
 	// bucket (topic id → fingerprint).
 	descMu      sync.Mutex
 	descWritten map[cluster.TopicID]string
+	// groups is the group coordinators, set once by Open (groups.go).
+	groups *groupState
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -208,6 +217,10 @@ func Open(cfg Config) (*Broker, error) {
 			b.Close()
 			return nil, err
 		}
+	}
+	if err := b.startGroups(); err != nil {
+		b.Close()
+		return nil, err
 	}
 	b.wg.Add(2)
 	// Retention and producer-state expiry; compaction, one partition at a
@@ -425,6 +438,9 @@ func (b *Broker) checkPartitionBudget(n int) error {
 	}
 	have := 0
 	for _, t := range b.meta.Topics() {
+		if t.Internal {
+			continue // __consumer_offsets is created at start, outside the budget
+		}
 		have += len(t.Partitions)
 	}
 	if have+n > b.cfg.MaxPartitions {
@@ -482,6 +498,9 @@ func (b *Broker) DeleteTopic(name string) (cluster.Topic, error) {
 
 // CreatePartitions grows a topic to total partitions.
 func (b *Broker) CreatePartitions(name string, total int32, validateOnly bool) error {
+	if IsInternal(name) { // growing __consumer_offsets would move groups away from their records
+		return fmt.Errorf("%w: %s", ErrInternalTopic, name)
+	}
 	t, ok := b.meta.Topic(name)
 	if !ok {
 		return ErrUnknownTopicOrPartition
@@ -575,6 +594,7 @@ func (b *Broker) ApplyRetention() {
 // Close stops background work and closes every partition log, syncing what
 // was written.
 func (b *Broker) Close() error {
+	b.stopGroups()
 	b.cancel()
 	b.wg.Wait()
 	b.mu.Lock()

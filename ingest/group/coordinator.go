@@ -30,9 +30,10 @@ type Config struct {
 	Now func() time.Time
 	// Appender receives the records to persist. Required.
 	Appender Appender
-	// NewMemberID makes a member id for a joining member; by default the
-	// client id, a dash and a random UUID, as Kafka does.
-	NewMemberID func(clientID string) string
+	// NewMemberID makes a member id for a joining member from a prefix
+	// (its group.instance.id if static, else its client id); by default
+	// the prefix, a dash and a random UUID, as Kafka does.
+	NewMemberID func(prefix string) string
 	// MinSessionTimeout and MaxSessionTimeout bound a member's session
 	// timeout (group.min.session.timeout.ms 6s, group.max.session.timeout.ms 30m).
 	MinSessionTimeout time.Duration
@@ -69,11 +70,11 @@ func (c *Config) defaults() {
 	}
 }
 
-func randomMemberID(clientID string) string {
+func randomMemberID(prefix string) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	h := hex.EncodeToString(b[:])
-	return clientID + "-" + h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	return prefix + "-" + h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 type loadState int8

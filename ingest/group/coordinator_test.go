@@ -2,6 +2,7 @@ package group
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -337,6 +338,11 @@ func TestStaticMemberRestartKeepsAssignment(t *testing.T) {
 	r := ready(t, e.c.Join(restart))
 	if r.Err != nil || r.Generation != gen || r.MemberID == ra.MemberID || r.Leader != r.MemberID || !r.SkipAssignment || len(r.Members) != 2 {
 		t.Fatalf("restart join %+v", r)
+	}
+	// Static member ids start with the instance id, as Kafka's (franz-go
+	// recognises a rejoined static leader by it at JoinGroup v8 and below).
+	if !strings.HasPrefix(ra.MemberID, "ia-") || !strings.HasPrefix(r.MemberID, "ia-") {
+		t.Fatalf("static member ids %q, %q do not start with the instance id", ra.MemberID, r.MemberID)
 	}
 	if s := e.state("g"); s != Stable {
 		t.Fatalf("restart caused a rebalance: %v", s)

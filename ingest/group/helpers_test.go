@@ -92,11 +92,11 @@ func newEnv(t *testing.T, mod ...func(*Config)) *env {
 	e := &env{t: t, clock: &fakeClock{t: time.UnixMilli(1_700_000_000_000)}, log: &fakeLog{}}
 	cfg := Config{Now: e.clock.Now, Appender: e.log}
 	var mu sync.Mutex
-	cfg.NewMemberID = func(clientID string) string {
+	cfg.NewMemberID = func(prefix string) string {
 		mu.Lock()
 		defer mu.Unlock()
 		e.ids++
-		return fmt.Sprintf("%s-%d", clientID, e.ids)
+		return fmt.Sprintf("%s-%d", prefix, e.ids)
 	}
 	for _, m := range mod {
 		m(&cfg)

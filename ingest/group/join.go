@@ -94,13 +94,24 @@ func (c *Coordinator) joinLocked(now time.Time, req JoinRequest, ch chan JoinRes
 	return c.joinKnownLocked(now, g, req, ch)
 }
 
+// memberIDPrefix is what a new member id starts with: the static instance
+// id when there is one, else the client id, as Kafka makes them (clients
+// such as franz-go recognise a static leader by it at JoinGroup v8 and
+// below).
+func memberIDPrefix(req JoinRequest) string {
+	if req.InstanceID != "" {
+		return req.InstanceID
+	}
+	return req.ClientID
+}
+
 func (c *Coordinator) joinNewLocked(now time.Time, g *Group, req JoinRequest, ch chan JoinResponse) error {
 	if req.InstanceID != "" {
 		if old, ok := g.static[req.InstanceID]; ok {
 			if !g.supports(req.ProtocolType, req.Protocols, old) {
 				return kerr.InconsistentGroupProtocol
 			}
-			c.replaceStaticLocked(now, g, g.members[old], c.cfg.NewMemberID(req.ClientID), req, ch)
+			c.replaceStaticLocked(now, g, g.members[old], c.cfg.NewMemberID(memberIDPrefix(req)), req, ch)
 			return nil
 		}
 	}
@@ -110,7 +121,7 @@ func (c *Coordinator) joinNewLocked(now time.Time, g *Group, req JoinRequest, ch
 	if len(g.members)+len(g.pending) >= c.cfg.MaxGroupSize {
 		return kerr.GroupMaxSizeReached
 	}
-	id := c.cfg.NewMemberID(req.ClientID)
+	id := c.cfg.NewMemberID(memberIDPrefix(req))
 	if req.InstanceID == "" && req.RequireKnownMemberID {
 		g.pending[id] = now.Add(req.SessionTimeout)
 		ch <- JoinResponse{Err: kerr.MemberIDRequired, MemberID: id, Generation: -1}

@@ -10,11 +10,13 @@ package wire
 // durable (group commit), or REQUEST_TIMED_OUT after timeout.ms; acks=0
 // answers nothing and closes the connection if any partition failed, as
 // Kafka does, so the producer notices. Transactional produce is refused until
-// transactions exist. Versions below 3 carry message sets v0/v1, which Kafka
-// 4 refuses too.
+// transactions exist; internal topics (__consumer_offsets, written only by
+// the group coordinator) get INVALID_TOPIC_EXCEPTION. Versions below 3
+// carry message sets v0/v1, which Kafka 4 refuses too.
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -89,6 +91,9 @@ func handleProduce(s *Server, r *Request) Reply {
 func produceOne(s *Server, req *kmsg.ProduceRequest, topic string, rp kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition) (*broker.Partition, int64, error) {
 	if req.TransactionID != nil {
 		return nil, 0, kerr.TransactionalIDAuthorizationFailed
+	}
+	if broker.IsInternal(topic) { // only the group coordinator writes __consumer_offsets
+		return nil, 0, fmt.Errorf("%w: cannot append to internal topic %s", broker.ErrInternalTopic, topic)
 	}
 	p, err := s.Broker.Partition(topic, rp.Partition)
 	if err != nil {
