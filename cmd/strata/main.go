@@ -18,6 +18,7 @@ func main() {
 	root.AddCommand(serveCmd())
 	root.AddCommand(tierCmd())
 	root.AddCommand(retentionCmd())
+	root.AddCommand(groupsCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "strata:", err)
 		os.Exit(1)
