@@ -60,6 +60,11 @@ func checkManifests(t testing.TB, s objstore.Store, tid manifest.TopicID) *manif
 	t.Helper()
 	ctx := ctxT(t, 30*time.Second)
 	ms, err := manifestClient(s).History(ctx, tid, 0, 1<<20)
+	// The broker's GC may delete a superseded manifest between the listing
+	// and its read: list again (bounded).
+	for try := 0; errors.Is(err, objstore.ErrNotFound) && try < 10; try++ {
+		ms, err = manifestClient(s).History(ctx, tid, 0, 1<<20)
+	}
 	if err != nil {
 		t.Fatalf("load manifests: %v", err)
 	}
