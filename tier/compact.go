@@ -55,6 +55,7 @@ import (
 
 	"github.com/strata-io/strata/compactor"
 	"github.com/strata-io/strata/compactor/keymap"
+	"github.com/strata-io/strata/compactor/ratelimit"
 	"github.com/strata-io/strata/index"
 	"github.com/strata-io/strata/ingest/batch"
 	"github.com/strata-io/strata/ingest/producer"
@@ -492,7 +493,7 @@ type batchFilter func(dst, b []byte, h *batch.Header, e *manifest.Entry, lastOfR
 type rewritePass struct {
 	p       *Partition
 	ctx     context.Context
-	limit   *rateLimiter
+	limit   *ratelimit.Bucket
 	read    int64 // stored chunk bytes read
 	written int64 // object bytes uploaded
 	// startObject, if set, is called before each object's batches.
@@ -500,7 +501,7 @@ type rewritePass struct {
 }
 
 func (p *Partition) newRewritePass(ctx context.Context, rate int64) *rewritePass {
-	return &rewritePass{p: p, ctx: ctx, limit: newRateLimiter(rate)}
+	return &rewritePass{p: p, ctx: ctx, limit: ratelimit.New(rate, nil, nil)}
 }
 
 // scan calls fn with every batch of the object of e, in order, reading one
@@ -520,7 +521,7 @@ func (w *rewritePass) scan(e *manifest.Entry, fn func(b []byte, h *batch.Header)
 	for i := range f.Chunks {
 		raw, ok := w.p.m.hot.get(e.Key, i)
 		if !ok {
-			if err := w.limit.take(w.ctx, int64(f.Chunks[i].StoredLen)); err != nil {
+			if err := w.limit.Take(w.ctx, int64(f.Chunks[i].StoredLen)); err != nil {
 				return err
 			}
 			if raw, err = r.ReadChunk(w.ctx, i); err != nil {
@@ -626,7 +627,7 @@ func (w *rewritePass) rewrite(g []manifest.Entry, filter batchFilter) (rewritten
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return out, fmt.Errorf("rewind %s: %w", tmp.Name(), err)
 	}
-	if err := w.limit.take(w.ctx, built.Size); err != nil {
+	if err := w.limit.Take(w.ctx, built.Size); err != nil {
 		return out, err
 	}
 	key := w.p.Manifest().SegmentName(w.p.epoch, g[0].BaseOffset, manifest.NewUploadID()).Key()
@@ -694,48 +695,4 @@ func (w *rewritePass) publish(outs []rewritten, point *int64) error {
 	// On error the new objects are orphans (unless an ambiguous create
 	// landed the manifest): GC removes them after the grace period.
 	return err
-}
-
-// rateLimiter limits a pass to rate bytes per second with a burst of 100
-// ms: a take beyond the tokens sleeps off the debt. Used by one goroutine
-// at a time.
-type rateLimiter struct {
-	rate, burst, tokens float64
-	last                time.Time
-}
-
-func newRateLimiter(rate int64) *rateLimiter {
-	l := &rateLimiter{rate: float64(rate)}
-	if rate > 0 {
-		l.burst = l.rate / 10
-		l.tokens = l.burst
-		l.last = time.Now()
-	}
-	return l
-}
-
-// take spends n bytes, sleeping while the bucket is in debt; it returns
-// the context's error if the context ends first.
-func (l *rateLimiter) take(ctx context.Context, n int64) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if l.rate <= 0 {
-		return nil
-	}
-	now := time.Now()
-	l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	l.last = now
-	l.tokens -= float64(n)
-	if l.tokens >= 0 {
-		return nil
-	}
-	t := time.NewTimer(time.Duration(-l.tokens / l.rate * float64(time.Second)))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/strata-io/strata/compactor/keymap"
+	"github.com/strata-io/strata/compactor/ratelimit"
 	"github.com/strata-io/strata/ingest/batch"
 	"github.com/strata-io/strata/ingest/log/vfs"
 )
@@ -147,7 +148,7 @@ func (l *Log) stopCleaner() {
 type cleanPass struct {
 	l        *Log
 	ctx      context.Context
-	bucket   *tokenBucket
+	bucket   *ratelimit.Bucket
 	interval int
 	res      *CleanResult
 	// cleanTo is the cleaner point before the pass: segments wholly below
@@ -224,9 +225,9 @@ func (l *Log) Clean(opts CleanOptions) (CleanResult, error) {
 	}
 	sleep := l.cleanSleep
 	if sleep == nil {
-		sleep = sleepCtx
+		sleep = ratelimit.Sleep
 	}
-	p := &cleanPass{l: l, ctx: ctx, bucket: newTokenBucket(opts.RateLimit, l.now, sleep),
+	p := &cleanPass{l: l, ctx: ctx, bucket: ratelimit.New(opts.RateLimit, l.now, sleep),
 		interval: cfg.IndexIntervalBytes, res: &res}
 	err = p.run(segs, point, opts, cfg, tombstonesOK)
 	res.Duration = l.now().Sub(began)
@@ -422,7 +423,7 @@ func (p *cleanPass) lastBatches(segs []*segment) (map[int64]int64, error) {
 		_ = f.Close() // read-only
 		p.res.BytesRead += n
 		if err == nil {
-			err = p.bucket.take(p.ctx, int(n))
+			err = p.bucket.Take(p.ctx, n)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", s.path, err)
@@ -525,7 +526,7 @@ func (sc *segScanner) fill(p *cleanPass, n int) error {
 	sc.buf = sc.buf[:have+want]
 	sc.pos += int64(want)
 	p.res.BytesRead += int64(want)
-	return p.bucket.take(p.ctx, want)
+	return p.bucket.Take(p.ctx, int64(want))
 }
 
 // writeGroup writes the cleaned form of g's segments to the .cleaned files
@@ -574,7 +575,7 @@ func (p *cleanPass) writeGroupData(f vfs.File, g *cleanGroup, final string, m *k
 			return fmt.Errorf("write %s%s: %w", final, cleanedSuffix, err)
 		}
 		p.res.BytesWritten += int64(len(out))
-		err := p.bucket.take(p.ctx, len(out))
+		err := p.bucket.Take(p.ctx, int64(len(out)))
 		out = out[:0]
 		return err
 	}
@@ -664,7 +665,7 @@ func (p *cleanPass) writeSynced(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	p.res.BytesWritten += int64(len(data))
-	return p.bucket.take(p.ctx, len(data))
+	return p.bucket.Take(p.ctx, int64(len(data)))
 }
 
 // removeCleaned removes the .cleaned files of groups, best effort: Open
@@ -974,54 +975,4 @@ func groupSegments(segs []segSpan, maxBytes int64) [][2]int {
 		i = j
 	}
 	return out
-}
-
-// tokenBucket limits a pass to rate bytes per second, with a burst of
-// 100 ms. A take beyond the tokens sleeps off the debt. Used by one
-// goroutine.
-type tokenBucket struct {
-	rate, burst, tokens float64
-	last                time.Time
-	now                 func() time.Time
-	sleep               func(context.Context, time.Duration) error
-}
-
-func newTokenBucket(rate int64, now func() time.Time, sleep func(context.Context, time.Duration) error) *tokenBucket {
-	b := &tokenBucket{rate: float64(rate), now: now, sleep: sleep}
-	if rate > 0 {
-		b.burst = b.rate / 10
-		b.tokens = b.burst
-		b.last = now()
-	}
-	return b
-}
-
-// take spends n bytes, sleeping if the bucket is in debt; it returns the
-// context's error if the context ends first.
-func (b *tokenBucket) take(ctx context.Context, n int) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if b.rate <= 0 {
-		return nil
-	}
-	now := b.now()
-	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	b.last = now
-	b.tokens -= float64(n)
-	if b.tokens >= 0 {
-		return nil
-	}
-	return b.sleep(ctx, time.Duration(-b.tokens/b.rate*float64(time.Second)))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

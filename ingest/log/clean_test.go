@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-io/strata/compactor/ratelimit"
 	"github.com/strata-io/strata/ingest/batch"
 	"github.com/strata-io/strata/ingest/log/vfs"
 )
@@ -637,45 +638,6 @@ func TestCleanRateLimit(t *testing.T) {
 	diffRecs(t, "rate-limited pass", readRecords(t, c.l), c.model.survivors(activeBase(c.l), false))
 }
 
-func TestTokenBucket(t *testing.T) {
-	clock := &testClock{ms: 0}
-	var slept time.Duration
-	b := newTokenBucket(1000, clock.now, func(_ context.Context, d time.Duration) error {
-		slept += d
-		clock.ms += d.Milliseconds()
-		return nil
-	})
-	ctx := context.Background()
-	for range 100 {
-		if err := b.take(ctx, 50); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// 5000 bytes at 1000 B/s with a 100-byte burst: 4.9 s.
-	if slept < 4890*time.Millisecond || slept > 4910*time.Millisecond {
-		t.Fatalf("slept %v, want 4.9s", slept)
-	}
-	// Idle time refills up to the burst only.
-	clock.ms += 60_000
-	slept = 0
-	_ = b.take(ctx, 100)
-	if slept != 0 {
-		t.Fatalf("slept %v within the burst", slept)
-	}
-	_ = b.take(ctx, 100)
-	if slept != 100*time.Millisecond {
-		t.Fatalf("slept %v past the burst, want 100ms", slept)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if err := b.take(cctx, 1); !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled: %v", err)
-	}
-	if err := newTokenBucket(0, clock.now, nil).take(ctx, 1<<30); err != nil {
-		t.Fatalf("unlimited: %v", err)
-	}
-}
-
 func TestGroupSegments(t *testing.T) {
 	const h = segHeaderSize
 	span := func(base, next, batches int64) segSpan { return segSpan{base: base, next: next, size: h + batches} }
@@ -792,7 +754,7 @@ func TestCloseStopsClean(t *testing.T) {
 	var once sync.Once
 	c.l.cleanSleep = func(ctx context.Context, d time.Duration) error {
 		once.Do(func() { close(sleeping) })
-		return sleepCtx(ctx, d)
+		return ratelimit.Sleep(ctx, d)
 	}
 	errc := make(chan error, 1)
 	go func() {
