@@ -50,6 +50,9 @@ type serveOptions struct {
 	cleanerMapEntries int
 	mergeTargetBytes  int64
 
+	offsetsPartitions int32
+	offsetsRetention  time.Duration
+
 	store              objectStoreFlags
 	tierUploadInterval time.Duration
 	tierCheckInterval  time.Duration
@@ -100,6 +103,8 @@ environment, which wins over the file.`,
 	f.Int64Var(&o.cleanerRateLimit, "log-cleaner-io-max-bytes-per-second", 64<<20, "log.cleaner.io.max.bytes.per.second: bound on the cleaner's reads plus writes, local and remote (0: unlimited)")
 	f.IntVar(&o.cleanerMapEntries, "log-cleaner-dedupe-keys", 0, "distinct keys one cleaning pass dedupes (0: 1 Mi, about 60 MiB); a pass stops at the segment where the map fills")
 	f.Int64Var(&o.mergeTargetBytes, "tier-merge-target-bytes", tier.DefaultMergeTargetBytes, "adjacent remote objects smaller than half this are merged into objects of up to this size (-1: no merging)")
+	f.Int32Var(&o.offsetsPartitions, "offsets-topic-partitions", broker.DefaultOffsetsTopicPartitions, "offsets.topic.num.partitions: partitions of __consumer_offsets when it is created (an existing topic keeps its count)")
+	f.DurationVar(&o.offsetsRetention, "offsets-retention", 7*24*time.Hour, "offsets.retention.minutes: committed offsets of a group without members are dropped this long after its last commit")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.adminAddr, "admin-addr", "", "address of the admin HTTP API (retention dry runs) and Go's /debug/pprof handlers (off when empty; no authentication: keep it on loopback)")
@@ -178,6 +183,12 @@ func runServe(o serveOptions) error {
 		return err
 	}
 	slog.SetDefault(logger)
+	if o.offsetsPartitions < 1 || o.offsetsPartitions > 1000 {
+		return fmt.Errorf("--offsets-topic-partitions must be between 1 and 1000, got %d", o.offsetsPartitions)
+	}
+	if o.offsetsRetention < time.Minute {
+		return fmt.Errorf("--offsets-retention must be at least 1m, got %v", o.offsetsRetention)
+	}
 	nofile := logFileLimit(logger)
 	if o.maxPartitions == 0 && nofile > 0 {
 		// Each partition holds one descriptor; keep the segment-file cache
@@ -233,6 +244,8 @@ func runServe(o serveOptions) error {
 		CleanerRateLimit:       o.cleanerRateLimit,
 		CleanerMapEntries:      o.cleanerMapEntries,
 		MergeTargetBytes:       o.mergeTargetBytes,
+		OffsetsTopicPartitions: o.offsetsPartitions,
+		OffsetsRetention:       o.offsetsRetention,
 		Logger:                 logger,
 	})
 	if err != nil {

@@ -5,16 +5,18 @@ package broker
 //
 // The topic is created at Open when missing (compacted, internal, never
 // auto-created or deleted through the Kafka APIs, refused for client
-// produce). Every coordinator loads its partition's records at Open and then
-// serves; its records are appended through the partition's ordinary log path
+// produce). Every coordinator loads its partition's records when elected
+// (for every partition at Open, in the background) and then serves; its records are appended through the partition's ordinary log path
 // and reported durable once below the high watermark. A single node leads
-// every offsets partition; with replication, leadership changes become
-// BeginLoad/Load/Unload calls on the coordinators.
+// every offsets partition; with replication, leadership changes of an
+// offsets partition call ElectCoordinator and ResignCoordinator.
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -36,13 +38,33 @@ const DefaultOffsetsTopicPartitions = 50
 // noticed.
 const groupTickInterval = 100 * time.Millisecond
 
-// groupState is the broker's coordinators, one per offsets partition.
+// Loading an offsets partition back into its coordinator is retried after
+// a failed read with this backoff, doubling up to the maximum.
+const (
+	groupLoadBackoff    = time.Second
+	groupLoadMaxBackoff = 30 * time.Second
+	// groupLoadParallel bounds the offsets partitions read back at once.
+	groupLoadParallel = 4
+)
+
+// groupState is the broker's coordinators, one per offsets partition, and
+// which of those partitions this broker leads.
 type groupState struct {
-	coords []*group.Coordinator
+	coords  []*group.Coordinator
+	leading []atomic.Bool
+	// mu orders Elect and Resign of one partition against each other (the
+	// coordinator's BeginLoad/Unload and leading change together).
+	mu      sync.Mutex
+	loadSem chan struct{}
+	// initial is done when the loads started by Open have finished.
+	initial sync.WaitGroup
 }
 
-// startGroups creates __consumer_offsets if missing, loads a coordinator per
-// partition and starts the tick and expiry loops. Called from Open.
+// startGroups creates __consumer_offsets if missing, makes a coordinator per
+// partition, elects this broker coordinator of every partition (the loads
+// run in the background: until a partition is loaded its groups get
+// COORDINATOR_LOAD_IN_PROGRESS, which clients retry) and starts the tick and
+// expiry loops. Called from Open.
 func (b *Broker) startGroups() error {
 	n := b.cfg.OffsetsTopicPartitions
 	if n <= 0 {
@@ -64,24 +86,32 @@ func (b *Broker) startGroups() error {
 		b.log.Info("created the offsets topic", "topic", OffsetsTopic, "partitions", len(t.Partitions))
 	}
 	// An existing topic keeps its partition count: groups are placed by it.
-	gs := &groupState{}
-	for i := range t.Partitions {
-		idx := int32(i)
-		c := group.New(group.Config{
-			Appender:         &offsetsAppender{b: b, idx: idx},
+	gs := &groupState{
+		coords:  make([]*group.Coordinator, len(t.Partitions)),
+		leading: make([]atomic.Bool, len(t.Partitions)),
+		loadSem: make(chan struct{}, groupLoadParallel),
+	}
+	for i := range gs.coords {
+		gs.coords[i] = group.New(group.Config{
+			Appender:         &offsetsAppender{b: b, idx: int32(i)},
 			OffsetsRetention: b.cfg.OffsetsRetention,
 		})
-		c.BeginLoad()
-		recs, err := b.readOffsetsPartition(idx)
-		if err != nil {
-			return err
-		}
-		if err := c.Load(recs); err != nil {
-			return fmt.Errorf("%s-%d: %w", OffsetsTopic, idx, err)
-		}
-		gs.coords = append(gs.coords, c)
 	}
 	b.groups = gs
+	// A single node leads every offsets partition.
+	start := time.Now()
+	gs.initial.Add(len(gs.coords))
+	for i := range gs.coords {
+		b.electCoordinator(int32(i), gs.initial.Done)
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		gs.initial.Wait()
+		if b.ctx.Err() == nil {
+			b.log.Info("group coordinators loaded", "partitions", len(gs.coords), "took", time.Since(start).Round(time.Millisecond))
+		}
+	}()
 	b.wg.Add(2)
 	go b.every(groupTickInterval, func() {
 		now := time.Now()
@@ -102,6 +132,133 @@ func (b *Broker) startGroups() error {
 		}
 	})
 	return nil
+}
+
+// WaitGroupsLoaded returns once the coordinator loads started by Open have
+// finished (or ctx ends).
+func (b *Broker) WaitGroupsLoaded(ctx context.Context) error {
+	gs := b.groups
+	if gs == nil {
+		return ErrNoGroups
+	}
+	done := make(chan struct{})
+	go func() { gs.initial.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ElectCoordinator makes this broker the group coordinator of offsets
+// partition idx, as on becoming the partition's leader: its groups get
+// COORDINATOR_LOAD_IN_PROGRESS while the partition's records are read back
+// in the background, and are served from then on. Electing again reloads.
+func (b *Broker) ElectCoordinator(idx int32) error {
+	if _, err := b.coordinatorAt(idx); err != nil {
+		return err
+	}
+	b.electCoordinator(idx, nil)
+	return nil
+}
+
+// ResignCoordinator gives up offsets partition idx, as on losing its
+// leadership: waiting joins and syncs and every later request for its
+// groups get NOT_COORDINATOR, FindCoordinator stops naming this broker, and
+// a load still running is abandoned. The committed offsets stay in the log
+// for the next coordinator.
+func (b *Broker) ResignCoordinator(idx int32) error {
+	c, err := b.coordinatorAt(idx)
+	if err != nil {
+		return err
+	}
+	gs := b.groups
+	gs.mu.Lock()
+	gs.leading[idx].Store(false)
+	c.Unload()
+	gs.mu.Unlock()
+	b.log.Info("resigned group coordinator", "partition", idx)
+	return nil
+}
+
+// LeadsCoordinator reports whether this broker is the coordinator of the
+// group's offsets partition (loaded or loading).
+func (b *Broker) LeadsCoordinator(groupID string) bool {
+	gs := b.groups
+	if gs == nil || len(gs.coords) == 0 {
+		return false
+	}
+	return gs.leading[group.PartitionFor(groupID, int32(len(gs.coords)))].Load()
+}
+
+func (b *Broker) coordinatorAt(idx int32) (*group.Coordinator, error) {
+	gs := b.groups
+	if gs == nil {
+		return nil, ErrNoGroups
+	}
+	if idx < 0 || int(idx) >= len(gs.coords) {
+		return nil, fmt.Errorf("%s-%d: %w", OffsetsTopic, idx, ErrUnknownTopicOrPartition)
+	}
+	return gs.coords[idx], nil
+}
+
+// electCoordinator begins the load of partition idx and reads it back in
+// the background; done (if any) runs when the load ends either way.
+func (b *Broker) electCoordinator(idx int32, done func()) {
+	gs := b.groups
+	c := gs.coords[idx]
+	gs.mu.Lock()
+	tok := c.BeginLoad()
+	gs.leading[idx].Store(true)
+	gs.mu.Unlock()
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		if done != nil {
+			defer done()
+		}
+		b.loadCoordinator(idx, c, tok)
+	}()
+}
+
+// loadCoordinator reads offsets partition idx back into its coordinator,
+// retrying failed reads with backoff until the load succeeds, is
+// superseded (the partition was resigned or elected again) or the broker
+// closes.
+func (b *Broker) loadCoordinator(idx int32, c *group.Coordinator, tok group.LoadToken) {
+	select {
+	case b.groups.loadSem <- struct{}{}:
+		defer func() { <-b.groups.loadSem }()
+	case <-b.ctx.Done():
+		return
+	}
+	backoff := groupLoadBackoff
+	for {
+		start := time.Now()
+		recs, err := b.readOffsetsPartition(idx)
+		if err == nil {
+			err = c.LoadFrom(tok, recs)
+		}
+		switch {
+		case err == nil:
+			b.log.Info("loaded group coordinator", "partition", idx, "records", len(recs),
+				"groups", c.GroupCount(), "took", time.Since(start).Round(time.Millisecond))
+			return
+		case errors.Is(err, group.ErrLoadSuperseded), b.ctx.Err() != nil:
+			return
+		}
+		b.log.Error("loading group coordinator failed; retrying", "partition", idx, "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-b.ctx.Done():
+			return
+		}
+		if !c.Loading(tok) {
+			return
+		}
+		backoff = min(2*backoff, groupLoadMaxBackoff)
+	}
 }
 
 // stopGroups unloads the coordinators: waiting joins and syncs are answered

@@ -183,13 +183,22 @@ func appendError(err error, commit bool) error {
 	return ke
 }
 
-// BeginLoad starts taking over the partition: until Load, requests get
-// COORDINATOR_LOAD_IN_PROGRESS.
-func (c *Coordinator) BeginLoad() {
+// LoadToken names one BeginLoad; LoadFrom with an older token is refused.
+type LoadToken uint64
+
+// ErrLoadSuperseded is returned by LoadFrom when Unload or another
+// BeginLoad came after the BeginLoad that made the token: leadership moved
+// while the records were being read.
+var ErrLoadSuperseded = errors.New("group coordinator load superseded")
+
+// BeginLoad starts taking over the partition: until LoadFrom (or Load),
+// requests get COORDINATOR_LOAD_IN_PROGRESS.
+func (c *Coordinator) BeginLoad() LoadToken {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.dropLocked(kerr.CoordinatorLoadInProgress)
 	c.state = loading
-	c.mu.Unlock()
+	return LoadToken(c.epoch)
 }
 
 // Unload gives the partition up (leadership moved): waiting joins and syncs

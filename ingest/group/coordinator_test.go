@@ -1,6 +1,7 @@
 package group
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -250,6 +251,33 @@ func TestCoordinatorNotLoaded(t *testing.T) {
 	wantErr(t, "commit", res[0].Err, kerr.CoordinatorLoadInProgress)
 	if err := c.Load(nil); err != nil {
 		t.Fatal(err)
+	}
+	if r := ready(t, c.Join(joinReq("g", "", "a"))); r.Err != nil {
+		t.Fatalf("after load: %v", r.Err)
+	}
+}
+
+// TestLoadSuperseded: a load begun before an Unload or a newer BeginLoad
+// cannot make the coordinator answer (leadership moved during the read).
+func TestLoadSuperseded(t *testing.T) {
+	c := New(Config{Appender: &fakeLog{}})
+	old := c.BeginLoad()
+	c.Unload()
+	if err := c.LoadFrom(old, nil); !errors.Is(err, ErrLoadSuperseded) {
+		t.Fatalf("load after unload: %v", err)
+	}
+	wantErr(t, "join after a superseded load", ready(t, c.Join(joinReq("g", "", "a"))).Err, kerr.NotCoordinator)
+	old = c.BeginLoad()
+	cur := c.BeginLoad()
+	if err := c.LoadFrom(old, nil); !errors.Is(err, ErrLoadSuperseded) {
+		t.Fatalf("load of an older BeginLoad: %v", err)
+	}
+	wantErr(t, "join while loading", ready(t, c.Join(joinReq("g", "", "a"))).Err, kerr.CoordinatorLoadInProgress)
+	if err := c.LoadFrom(cur, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LoadFrom(cur, nil); !errors.Is(err, ErrLoadSuperseded) {
+		t.Fatalf("second load with one token: %v", err)
 	}
 	if r := ready(t, c.Join(joinReq("g", "", "a"))); r.Err != nil {
 		t.Fatalf("after load: %v", r.Err)

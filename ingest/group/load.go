@@ -17,6 +17,23 @@ import (
 func (c *Coordinator) Load(records []Record) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.loadLocked(records)
+}
+
+// LoadFrom is Load for a load begun by BeginLoad: it fails with
+// ErrLoadSuperseded, and changes nothing, when the coordinator was
+// unloaded or began another load since, so that a slow read of a partition
+// this broker no longer leads cannot make it answer for the partition.
+func (c *Coordinator) LoadFrom(token LoadToken, records []Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != loading || LoadToken(c.epoch) != token {
+		return ErrLoadSuperseded
+	}
+	return c.loadLocked(records)
+}
+
+func (c *Coordinator) loadLocked(records []Record) error {
 	c.dropLocked(kerr.NotCoordinator)
 	c.state = notLoaded
 	now := c.cfg.Now()
@@ -76,4 +93,20 @@ func (c *Coordinator) Load(records []Record) error {
 	c.groups = groups
 	c.state = active
 	return nil
+}
+
+// Loading reports whether the load begun with token is still the
+// coordinator's current one and not finished.
+func (c *Coordinator) Loading(token LoadToken) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == loading && LoadToken(c.epoch) == token
+}
+
+// GroupCount is the number of groups the coordinator holds (with members
+// or committed offsets).
+func (c *Coordinator) GroupCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.groups)
 }

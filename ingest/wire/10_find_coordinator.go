@@ -2,9 +2,10 @@ package wire
 
 // FindCoordinator (key 10), versions 0–4.
 //
-// Group keys (key type 0) are answered with this broker, which leads every
-// __consumer_offsets partition on a single node; v4 batches keys and answers
-// each. Transaction keys (type 1) get TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+// Group keys (key type 0) are answered with this broker when it is the
+// coordinator of the group's __consumer_offsets partition (on a single node
+// it leads all of them), else COORDINATOR_NOT_AVAILABLE, which clients
+// retry; v4 batches keys and answers each. Transaction keys (type 1) get TRANSACTIONAL_ID_AUTHORIZATION_FAILED
 // until transactions exist (as InitProducerId); other key types get
 // INVALID_REQUEST.
 
@@ -33,7 +34,7 @@ func handleFindCoordinator(s *Server, r *Request) Reply {
 		var err *kerr.Error
 		switch req.CoordinatorType {
 		case 0:
-			if _, e := coordinatorFor(s, key); e != nil {
+			if !s.Broker.LeadsCoordinator(key) {
 				err = kerr.CoordinatorNotAvailable
 			} else {
 				c.NodeID, c.Host, c.Port = self, host, port
