@@ -50,7 +50,7 @@ func newTierLsFixtureOn(t *testing.T, store objstore.Store) *tierLsFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fx.topic, err = meta.CreateTopic(cluster.Topic{Name: "events", Partitions: make([]cluster.Partition, 2)}); err != nil {
+	if fx.topic, err = meta.CreateTopic(cluster.Topic{Name: "events", Partitions: make([]cluster.Partition, 2)}, 1); err != nil {
 		t.Fatal(err)
 	}
 	if store == nil {

@@ -481,7 +481,7 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 	if validateOnly {
 		return t, nil
 	}
-	return b.meta.CreateTopic(t)
+	return b.meta.CreateTopic(t, int(replicationFactor))
 }
 
 // DeleteTopic deletes a topic and, asynchronously, its data.

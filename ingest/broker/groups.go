@@ -76,7 +76,7 @@ func (b *Broker) startGroups() error {
 		t, err = b.meta.CreateTopic(cluster.Topic{
 			Name: OffsetsTopic, Internal: true, Partitions: make([]cluster.Partition, n),
 			Configs: map[string]string{"cleanup.policy": "compact", "segment.bytes": "104857600"},
-		})
+		}, min(3, len(b.meta.Brokers()))) // offsets.topic.replication.factor, bounded by the brokers there are
 		if err != nil && !errors.Is(err, cluster.ErrTopicExists) {
 			return fmt.Errorf("create %s: %w", OffsetsTopic, err)
 		}

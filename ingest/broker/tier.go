@@ -348,7 +348,7 @@ func (b *Broker) importTopics() error {
 			continue
 		}
 		t := cluster.Topic{Name: d.Name, ID: id, Partitions: make([]cluster.Partition, d.Partitions), Configs: d.Configs}
-		if _, err := b.meta.CreateTopic(t); err != nil {
+		if _, err := b.meta.CreateTopic(t, 1); err != nil { // default.replication.factor
 			return fmt.Errorf("import topic %s from the bucket: %w", d.Name, err)
 		}
 		b.log.Info("imported tiered topic from the bucket", "topic", d.Name, "topic_id", d.ID, "partitions", d.Partitions)

@@ -42,10 +42,19 @@ type Broker struct {
 
 // Partition is the leadership state of one partition.
 type Partition struct {
-	Leader      int32
+	// Leader is the replica that accepts writes, NoLeader when none can.
+	Leader int32
+	// LeaderEpoch grows with every change of leader.
 	LeaderEpoch int32
-	Replicas    []int32
-	ISR         []int32
+	// PartitionEpoch grows with every change of the partition's state
+	// (leader or ISR); AlterPartition names the one it saw, so a leader
+	// cannot overwrite a change it did not see.
+	PartitionEpoch int32
+	// Replicas are the brokers that hold the partition, the preferred
+	// leader first.
+	Replicas []int32
+	// ISR are the replicas in sync with the leader (the leader included).
+	ISR []int32
 }
 
 // Topic is one topic's metadata.
@@ -100,7 +109,9 @@ type Store interface {
 	Topics() []Topic
 	Topic(name string) (Topic, bool)
 	TopicByID(id TopicID) (Topic, bool)
-	CreateTopic(t Topic) (Topic, error)
+	// CreateTopic creates a topic of len(t.Partitions) partitions with
+	// replicationFactor replicas each, assigned by the store.
+	CreateTopic(t Topic, replicationFactor int) (Topic, error)
 	DeleteTopic(name string) (Topic, error)
 	CreatePartitions(name string, total int32) (Topic, error)
 	SetConfigs(name string, configs map[string]string) (Topic, error)

@@ -61,9 +61,7 @@ func OpenLocal(dir string, self Broker) (*Local, error) {
 	raw, err := os.ReadFile(l.path)
 	switch {
 	case os.IsNotExist(err):
-		var b [16]byte
-		_, _ = rand.Read(b[:])
-		l.mu.clusterID = base64.RawURLEncoding.EncodeToString(b[:])
+		l.mu.clusterID = newClusterID()
 		if err := l.persistLocked(); err != nil {
 			return nil, err
 		}
@@ -81,6 +79,13 @@ func OpenLocal(dir string, self Broker) (*Local, error) {
 		l.mu.byID[t.ID] = t.Name
 	}
 	return l, nil
+}
+
+// newClusterID returns a random cluster id in Kafka's form (a base64 UUID).
+func newClusterID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // maxPartitions bounds the partitions of one topic in a metadata file, so a
@@ -217,8 +222,12 @@ func (l *Local) update(fn func() (Topic, Event, error)) (Topic, error) {
 }
 
 // CreateTopic implements Store. The topic's partitions are all led by this
-// broker at epoch 0; a zero ID is replaced by a fresh one.
-func (l *Local) CreateTopic(t Topic) (Topic, error) {
+// broker at epoch 0; a zero ID is replaced by a fresh one. The replication
+// factor must be 1.
+func (l *Local) CreateTopic(t Topic, replicationFactor int) (Topic, error) {
+	if replicationFactor != 1 {
+		return Topic{}, fmt.Errorf("%w: %d on a single broker", ErrInvalidReplication, replicationFactor)
+	}
 	return l.update(func() (Topic, Event, error) {
 		if _, ok := l.mu.byName[t.Name]; ok {
 			return Topic{}, Event{}, ErrTopicExists

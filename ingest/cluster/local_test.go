@@ -17,14 +17,14 @@ func TestLocalPersistsAcrossReopen(t *testing.T) {
 	}
 	var events []Event
 	l.Watch(func(ev Event) { events = append(events, ev) })
-	a, err := l.CreateTopic(Topic{Name: "a", Partitions: make([]Partition, 2), Configs: map[string]string{"retention.ms": "1000"}})
+	a, err := l.CreateTopic(Topic{Name: "a", Partitions: make([]Partition, 2), Configs: map[string]string{"retention.ms": "1000"}}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.ID == (TopicID{}) || a.Partitions[1].Leader != 3 {
 		t.Fatalf("created topic: %+v", a)
 	}
-	if _, err := l.CreateTopic(Topic{Name: "a", Partitions: make([]Partition, 1)}); !errors.Is(err, ErrTopicExists) {
+	if _, err := l.CreateTopic(Topic{Name: "a", Partitions: make([]Partition, 1)}, 1); !errors.Is(err, ErrTopicExists) {
 		t.Fatalf("duplicate create: %v", err)
 	}
 	if _, err := l.CreatePartitions("a", 4); err != nil {
@@ -36,7 +36,7 @@ func TestLocalPersistsAcrossReopen(t *testing.T) {
 	if _, err := l.SetConfigs("a", map[string]string{"segment.bytes": "4096"}); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := l.CreateTopic(Topic{Name: "b", Partitions: make([]Partition, 1)})
+	b, _ := l.CreateTopic(Topic{Name: "b", Partitions: make([]Partition, 1)}, 1)
 	if _, err := l.DeleteTopic("b"); err != nil {
 		t.Fatal(err)
 	}

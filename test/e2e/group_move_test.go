@@ -113,7 +113,7 @@ func TestCoordinatorMoves(t *testing.T) {
 	findCoordinator := func() int16 {
 		req := kmsg.NewPtrFindCoordinatorRequest()
 		req.CoordinatorKey = groupID
-		req.CoordinatorKeys = []string{groupID} // v4 batches
+		req.CoordinatorKeys = []string{groupID}      // v4 batches
 		resp, err := raw.Broker(0).Request(ctx, req) // straight to the broker, no retries
 		if err != nil {
 			t.Fatal(err)

@@ -1,0 +1,315 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+)
+
+func brokersN(n int, racks ...string) []Broker {
+	var out []Broker
+	for i := 0; i < n; i++ {
+		b := Broker{ID: int32(i)}
+		if len(racks) > 0 {
+			b.Rack = racks[i%len(racks)]
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// TestAssignReplicas: distinct replicas, leaders balanced, every broker
+// following every other, racks spanned when there are racks, errors when
+// rf exceeds the brokers.
+func TestAssignReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		brokers, parts, rf int
+		racks              []string
+	}{
+		{1, 5, 1, nil}, {3, 6, 3, nil}, {5, 50, 3, nil}, {4, 12, 2, nil},
+		{6, 24, 3, []string{"a", "b", "c"}}, {4, 8, 3, []string{"a", "b"}}, {5, 10, 2, []string{"a", "b"}},
+	} {
+		t.Run(fmt.Sprintf("%d-brokers-%d-parts-rf%d-racks%d", tc.brokers, tc.parts, tc.rf, len(tc.racks)), func(t *testing.T) {
+			for start := 0; start < tc.brokers; start++ {
+				assign, err := AssignReplicas(brokersN(tc.brokers, tc.racks...), tc.parts, tc.rf, start)
+				if err != nil {
+					t.Fatal(err)
+				}
+				leaders := map[int32]int{}
+				pairs := map[[2]int32]bool{}
+				for i, reps := range assign {
+					if len(reps) != tc.rf {
+						t.Fatalf("partition %d: %v", i, reps)
+					}
+					seen := map[int32]bool{}
+					racks := map[string]bool{}
+					for _, r := range reps {
+						if seen[r] || r < 0 || int(r) >= tc.brokers {
+							t.Fatalf("partition %d: replicas %v", i, reps)
+						}
+						seen[r] = true
+						if len(tc.racks) > 0 {
+							racks[tc.racks[int(r)%len(tc.racks)]] = true
+						}
+					}
+					if want := min(tc.rf, len(tc.racks)); len(tc.racks) > 0 && len(racks) != want {
+						t.Fatalf("partition %d: replicas %v span %d racks, want %d", i, reps, len(racks), want)
+					}
+					leaders[reps[0]]++
+					for _, r := range reps[1:] {
+						pairs[[2]int32{reps[0], r}] = true
+					}
+				}
+				for id, n := range leaders {
+					if d := n - tc.parts/tc.brokers; d < 0 || d > 1 {
+						t.Fatalf("broker %d leads %d of %d partitions: %v", id, n, tc.parts, leaders)
+					}
+				}
+				// With enough partitions, a broker's followers are spread
+				// over all the others (Kafka's shift).
+				if tc.racks == nil && tc.rf > 1 && tc.parts >= tc.brokers*(tc.brokers-1) && len(pairs) != tc.brokers*(tc.brokers-1) {
+					t.Fatalf("only %d leader→follower pairs of %d", len(pairs), tc.brokers*(tc.brokers-1))
+				}
+			}
+		})
+	}
+	if _, err := AssignReplicas(brokersN(2), 1, 3, 0); err == nil {
+		t.Fatal("rf 3 on 2 brokers")
+	}
+	if _, err := AssignReplicas(brokersN(2), 0, 1, 0); err == nil {
+		t.Fatal("0 partitions")
+	}
+}
+
+func all(int32) bool { return true }
+
+func TestElectLeader(t *testing.T) {
+	p := Partition{Leader: 1, Replicas: []int32{1, 2, 3}, ISR: []int32{2, 3}}
+	if l := ElectLeader(p, all, false); l != 2 {
+		t.Fatalf("leader %d, want the first in-sync replica 2", l)
+	}
+	not2 := func(id int32) bool { return id != 2 }
+	if l := ElectLeader(p, not2, false); l != 3 {
+		t.Fatalf("leader %d, want 3", l)
+	}
+	none := func(id int32) bool { return id == 1 }
+	if l := ElectLeader(p, none, false); l != NoLeader {
+		t.Fatalf("clean election chose %d outside the ISR", l)
+	}
+	if l := ElectLeader(p, none, true); l != 1 {
+		t.Fatalf("unclean election chose %d, want 1", l)
+	}
+}
+
+// TestFenceAndUnfence: fencing moves leadership to an in-sync replica and
+// takes the broker out of the ISR, except as the last member, in which
+// case the partition waits leaderless for it; unfencing restores such a
+// partition; epochs grow with every change.
+func TestFenceAndUnfence(t *testing.T) {
+	p := Partition{Leader: 1, LeaderEpoch: 4, PartitionEpoch: 9, Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2, 3}}
+	q := FenceReplica(p, 1, all, false)
+	if q.Leader != 2 || q.LeaderEpoch != 5 || q.PartitionEpoch <= 9 || !slices.Equal(q.ISR, []int32{2, 3}) {
+		t.Fatalf("after fencing the leader: %+v", q)
+	}
+	if !slices.Equal(p.ISR, []int32{1, 2, 3}) {
+		t.Fatalf("FenceReplica changed its input: %+v", p)
+	}
+	q2 := FenceReplica(q, 3, all, false)
+	if q2.Leader != 2 || q2.LeaderEpoch != 5 || !slices.Equal(q2.ISR, []int32{2}) {
+		t.Fatalf("after fencing a follower: %+v", q2)
+	}
+	q3 := FenceReplica(q2, 2, func(id int32) bool { return id != 2 }, false)
+	if q3.Leader != NoLeader || !slices.Equal(q3.ISR, []int32{2}) || q3.LeaderEpoch != 6 {
+		t.Fatalf("after fencing the last in-sync replica: %+v", q3)
+	}
+	if same := FenceReplica(q3, 7, all, false); same.PartitionEpoch != q3.PartitionEpoch {
+		t.Fatalf("fencing a non-replica changed the partition: %+v", same)
+	}
+	if q4 := UnfenceReplica(q3, 3, func(id int32) bool { return id != 2 }, false); q4.Leader != NoLeader {
+		t.Fatalf("an out-of-sync replica led after unfencing: %+v", q4)
+	}
+	q5 := UnfenceReplica(q3, 2, all, false)
+	if q5.Leader != 2 || q5.LeaderEpoch != 7 {
+		t.Fatalf("after the last in-sync replica returned: %+v", q5)
+	}
+	pref := PreferredLeader(Partition{Leader: 2, Replicas: []int32{1, 2}, ISR: []int32{1, 2}}, all)
+	if pref.Leader != 1 || pref.LeaderEpoch != 1 {
+		t.Fatalf("preferred leader: %+v", pref)
+	}
+	if out := PreferredLeader(Partition{Leader: 2, Replicas: []int32{1, 2}, ISR: []int32{2}}, all); out.Leader != 2 {
+		t.Fatalf("preferred leader out of sync took over: %+v", out)
+	}
+}
+
+func apply(t *testing.T, s *State, idx uint64, c Command) Result {
+	t.Helper()
+	c.V = FormatVersion
+	// Commands travel as JSON: apply what decoding gives.
+	raw, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Command
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	return s.Apply(idx, d)
+}
+
+// TestStateApply: registration epochs, fencing by epoch, AlterPartition's
+// checks, versions, and the snapshot round trip.
+func TestStateApply(t *testing.T) {
+	s := NewState()
+	idx := uint64(0)
+	next := func(c Command) Result { idx++; return apply(t, s, idx, c) }
+	next(Command{Type: CmdInit, ClusterID: "c1"})
+	for id := int32(1); id <= 3; id++ {
+		r := next(Command{Type: CmdRegisterBroker, Broker: &Registration{Broker: Broker{ID: id}}})
+		if r.Value != int64(idx) || !s.Brokers[id].Fenced {
+			t.Fatalf("register %d: %+v %+v", id, r, s.Brokers[id])
+		}
+		if r := next(Command{Type: CmdUnfenceBroker, BrokerID: id, Epoch: s.Brokers[id].Epoch}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	if r := next(Command{Type: CmdFenceBroker, BrokerID: 1, Epoch: 1}); !errors.Is(r.Err, ErrStaleBrokerEpoch) {
+		t.Fatalf("fence with a stale epoch: %v", r.Err)
+	}
+	id := NewTopicID()
+	top := TopicRecord{Name: "t", ID: id, Partitions: []PartitionRec{{Leader: 1, Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2, 3}}}}
+	if r := next(Command{Type: CmdCreateTopic, Topic: &top}); r.Err != nil || len(r.Events) != 1 {
+		t.Fatalf("create: %+v", r)
+	}
+	if r := next(Command{Type: CmdCreateTopic, Topic: &top}); !errors.Is(r.Err, ErrTopicExists) {
+		t.Fatalf("create twice: %v", r.Err)
+	}
+	alter := func(a AlterPartition) error { return next(Command{Type: CmdAlterPartition, Alter: &a}).Err }
+	a := AlterPartition{TopicID: id, Partition: 0, Leader: 1, LeaderEpoch: 0, PartitionEpoch: 0, ISR: []int32{1, 2}}
+	for _, tc := range []struct {
+		mod  func(*AlterPartition)
+		want error
+	}{
+		{func(a *AlterPartition) { a.Leader = 2 }, ErrNotLeader},
+		{func(a *AlterPartition) { a.LeaderEpoch = 3 }, ErrFencedLeaderEpoch},
+		{func(a *AlterPartition) { a.PartitionEpoch = 3 }, ErrInvalidUpdateVersion},
+		{func(a *AlterPartition) { a.ISR = []int32{2} }, ErrIneligibleReplica},
+		{func(a *AlterPartition) { a.ISR = []int32{1, 9} }, ErrIneligibleReplica},
+		{func(a *AlterPartition) { a.ISR = []int32{1, 1} }, ErrIneligibleReplica},
+		{func(a *AlterPartition) { a.Partition = 5 }, ErrUnknownTopicPartition},
+		{func(a *AlterPartition) { a.TopicID = NewTopicID() }, ErrUnknownTopicPartition},
+	} {
+		b := a
+		b.ISR = slices.Clone(a.ISR)
+		tc.mod(&b)
+		if err := alter(b); !errors.Is(err, tc.want) {
+			t.Fatalf("alter %+v: %v, want %v", b, err, tc.want)
+		}
+	}
+	if err := alter(a); err != nil {
+		t.Fatal(err)
+	}
+	if p := s.Topics["t"].Partitions[0]; !slices.Equal(p.ISR, []int32{1, 2}) || p.PartitionEpoch != 1 {
+		t.Fatalf("after shrinking: %+v", p)
+	}
+	// A fenced broker cannot be added back.
+	next(Command{Type: CmdFenceBroker, BrokerID: 3, Epoch: s.Brokers[3].Epoch})
+	a.PartitionEpoch, a.ISR = 1, []int32{1, 2, 3}
+	if err := alter(a); !errors.Is(err, ErrIneligibleReplica) {
+		t.Fatalf("expand with a fenced broker: %v", err)
+	}
+	// Fencing the leader moves leadership; re-registering it (a restart)
+	// does the same.
+	next(Command{Type: CmdFenceBroker, BrokerID: 1, Epoch: s.Brokers[1].Epoch})
+	if p := s.Topics["t"].Partitions[0]; p.Leader != 2 || p.LeaderEpoch != 1 {
+		t.Fatalf("after fencing the leader: %+v", p)
+	}
+	next(Command{Type: CmdRegisterBroker, Broker: &Registration{Broker: Broker{ID: 2}}})
+	if p := s.Topics["t"].Partitions[0]; p.Leader != NoLeader || !slices.Equal(p.ISR, []int32{2}) {
+		t.Fatalf("after the last in-sync leader re-registered: %+v", p)
+	}
+	next(Command{Type: CmdUnfenceBroker, BrokerID: 2, Epoch: s.Brokers[2].Epoch})
+	if p := s.Topics["t"].Partitions[0]; p.Leader != 2 {
+		t.Fatalf("after it was unfenced: %+v", p)
+	}
+	if r := s.Apply(99, Command{V: FormatVersion + 1, Type: CmdInit}); !errors.Is(r.Err, ErrUnsupportedCommand) {
+		t.Fatalf("newer version: %v", r.Err)
+	}
+	if r := s.Apply(99, Command{V: FormatVersion, Type: "nope"}); !errors.Is(r.Err, ErrUnsupportedCommand) {
+		t.Fatalf("unknown type: %v", r.Err)
+	}
+	if r := next(Command{Type: CmdAllocateProducerIDs, Count: 10}); r.Value != 0 || s.NextProducerID != 10 {
+		t.Fatalf("allocate: %+v", r)
+	}
+
+	raw, err := s.MarshalSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := UnmarshalSnapshot(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := back.MarshalSnapshot()
+	if string(again) != string(raw) || back.ClusterID != "c1" || back.NextProducerID != 10 || back.ByID[id] != "t" {
+		t.Fatalf("snapshot round trip:\n%s\n%s", raw, again)
+	}
+	if _, err := UnmarshalSnapshot([]byte(`{"v":2}`)); !errors.Is(err, ErrUnsupportedCommand) {
+		t.Fatalf("newer snapshot: %v", err)
+	}
+}
+
+// FuzzApplyCommand: any bytes decoded as a command and applied to a small
+// state never panic, and a snapshot of the result decodes again.
+func FuzzApplyCommand(f *testing.F) {
+	id := NewTopicID()
+	for _, c := range []Command{
+		{V: 1, Type: CmdRegisterBroker, Broker: &Registration{Broker: Broker{ID: 1}}},
+		{V: 1, Type: CmdCreateTopic, Topic: &TopicRecord{Name: "x", ID: id, Partitions: []PartitionRec{{Leader: 1, Replicas: []int32{1}, ISR: []int32{1}}}}},
+		{V: 1, Type: CmdAlterPartition, Alter: &AlterPartition{TopicID: id, Leader: 1, ISR: []int32{1}}},
+		{V: 1, Type: CmdCreatePartitions, Name: "x", Adds: []PartitionRec{{Leader: -1}}},
+		{V: 1, Type: CmdFenceBroker, BrokerID: 1, Epoch: 1},
+	} {
+		raw, _ := json.Marshal(c)
+		f.Add(raw)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		s := NewState()
+		s.Apply(1, Command{V: 1, Type: CmdRegisterBroker, Broker: &Registration{Broker: Broker{ID: 1}}})
+		s.Apply(2, Command{V: 1, Type: CmdUnfenceBroker, BrokerID: 1, Epoch: 1})
+		tr := TopicRecord{Name: "t", ID: NewTopicID(), Partitions: []PartitionRec{{Leader: 1, Replicas: []int32{1}, ISR: []int32{1}}}}
+		s.Apply(3, Command{V: 1, Type: CmdCreateTopic, Topic: &tr})
+		var c Command
+		if json.Unmarshal(raw, &c) != nil {
+			return
+		}
+		s.Apply(4, c)
+		s.Apply(5, Command{V: 1, Type: CmdFenceBroker, BrokerID: 1, Epoch: 1})
+		snap, err := s.MarshalSnapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := UnmarshalSnapshot(snap); err != nil {
+			t.Fatalf("snapshot of an applied state does not decode: %v", err)
+		}
+	})
+}
+
+// FuzzUnmarshalSnapshot: any bytes either decode or fail cleanly.
+func FuzzUnmarshalSnapshot(f *testing.F) {
+	s := NewState()
+	s.Apply(1, Command{V: 1, Type: CmdRegisterBroker, Broker: &Registration{Broker: Broker{ID: 1}}})
+	raw, _ := s.MarshalSnapshot()
+	f.Add(raw)
+	f.Add([]byte(`{"v":1,"topics":[{"name":"a","id":"00000000000000000000000000000001","partitions":[{}]}]}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		st, err := UnmarshalSnapshot(raw)
+		if err != nil {
+			return
+		}
+		if _, err := st.MarshalSnapshot(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

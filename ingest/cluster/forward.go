@@ -1,0 +1,375 @@
+package cluster
+
+// The controller port carries two protocols: hashicorp/raft's network
+// transport between voters and followers, and the brokers' requests to the
+// controller (writes, registration, heartbeats, joining as a non-voter).
+// A connection's first byte tells them apart: raft's RPC types are 0–3, a
+// controller request connection starts with ctlMagic. Requests are
+// length-prefixed JSON frames, answered in order on the same connection.
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// ctlMagic starts a controller request connection.
+const ctlMagic = 'S'
+
+// maxCtlFrame bounds one controller request or answer.
+const maxCtlFrame = 64 << 20
+
+// ctlRequest is a broker's request to the controller.
+type ctlRequest struct {
+	Op string `json:"op"`
+	// Cmd is a command to propose as is (apply).
+	Cmd *Command `json:"cmd,omitempty"`
+	// Topic and RF ask for a topic to be created with replicas assigned by
+	// the controller (create_topic); Name and Total grow one
+	// (create_partitions).
+	Topic *TopicRecord `json:"topic,omitempty"`
+	RF    int          `json:"rf,omitempty"`
+	Name  string       `json:"name,omitempty"`
+	Total int32        `json:"total,omitempty"`
+	// BrokerID, Epoch and Addr identify a broker (heartbeat, join).
+	BrokerID int32  `json:"broker_id,omitempty"`
+	Epoch    int64  `json:"epoch,omitempty"`
+	Addr     string `json:"addr,omitempty"`
+}
+
+// Controller request ops.
+const (
+	opApply            = "apply"
+	opCreateTopic      = "create_topic"
+	opCreatePartitions = "create_partitions"
+	opHeartbeat        = "heartbeat"
+	opJoin             = "join"
+	opIndex            = "index"
+)
+
+// ctlResponse answers a ctlRequest.
+type ctlResponse struct {
+	// Index is the log index of the applied command (or, for opIndex, the
+	// controller's last index): the requester waits until its own state
+	// machine has applied it before returning, so it reads its own write.
+	Index  uint64 `json:"index,omitempty"`
+	Value  int64  `json:"value,omitempty"`
+	Fenced bool   `json:"fenced,omitempty"`
+	// Err and Kind describe a failure; Kind names the sentinel error.
+	Err  string `json:"err,omitempty"`
+	Kind string `json:"kind,omitempty"`
+}
+
+// errKinds are the errors that keep their identity across the controller
+// connection.
+var errKinds = map[string]error{
+	"topic_exists":         ErrTopicExists,
+	"unknown_topic":        ErrUnknownTopic,
+	"invalid_partition":    ErrInvalidPartition,
+	"unknown_broker":       ErrUnknownBroker,
+	"stale_broker_epoch":   ErrStaleBrokerEpoch,
+	"fenced_leader_epoch":  ErrFencedLeaderEpoch,
+	"invalid_update":       ErrInvalidUpdateVersion,
+	"not_leader":           ErrNotLeader,
+	"ineligible_replica":   ErrIneligibleReplica,
+	"invalid_replication":  ErrInvalidReplication,
+	"unsupported":          ErrUnsupportedCommand,
+	"unknown_partition":    ErrUnknownTopicPartition,
+	"not_controller":       ErrNotController,
+	"controller_shut_down": raft.ErrRaftShutdown,
+}
+
+// ErrNotController is returned when a request reached a node that is not
+// the controller (it moved); requests are retried at the new one.
+var ErrNotController = errors.New("not the controller")
+
+// remoteError is an error from the controller without a known kind.
+type remoteError struct{ msg string }
+
+func (e *remoteError) Error() string { return e.msg }
+
+func encodeErr(err error) (msg, kind string) {
+	if err == nil {
+		return "", ""
+	}
+	for k, e := range errKinds {
+		if errors.Is(err, e) {
+			return err.Error(), k
+		}
+	}
+	return err.Error(), ""
+}
+
+// decodeErr rebuilds an error that wraps its sentinel, with the
+// controller's message.
+func decodeErr(msg, kind string) error {
+	if msg == "" && kind == "" {
+		return nil
+	}
+	if e, ok := errKinds[kind]; ok {
+		if msg == e.Error() {
+			return e
+		}
+		return fmt.Errorf("%w (%s)", e, msg)
+	}
+	return &remoteError{msg: msg}
+}
+
+func writeFrame(w *bufio.Writer, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(raw)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	if _, err := w.Write(raw); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+func readFrame(r *bufio.Reader, v any) error {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > maxCtlFrame {
+		return fmt.Errorf("controller frame of %d bytes (at most %d)", n, maxCtlFrame)
+	}
+	raw := make([]byte, n)
+	if _, err := io.ReadFull(r, raw); err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, v)
+}
+
+// demux is the controller listener: raft's StreamLayer for connections
+// that start with a raft RPC type, and a controller request server for the
+// others.
+type demux struct {
+	ln      net.Listener
+	log     *slog.Logger
+	handle  func(ctlRequest) ctlResponse
+	raftCh  chan net.Conn
+	closed  chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+	connsMu sync.Mutex
+	conns   map[net.Conn]bool
+}
+
+func newDemux(ln net.Listener, log *slog.Logger, handle func(ctlRequest) ctlResponse) *demux {
+	d := &demux{ln: ln, log: log, handle: handle, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[net.Conn]bool{}}
+	d.wg.Add(1)
+	go d.acceptLoop()
+	return d
+}
+
+func (d *demux) acceptLoop() {
+	defer d.wg.Done()
+	for {
+		c, err := d.ln.Accept()
+		if err != nil {
+			select {
+			case <-d.closed:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			d.log.Error("controller listener failed", "err", err)
+			return
+		}
+		d.wg.Add(1)
+		go d.route(c)
+	}
+}
+
+// route reads a connection's first byte and hands it to raft or serves it.
+func (d *demux) route(c net.Conn) {
+	defer d.wg.Done()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	first, err := br.Peek(1)
+	if err != nil {
+		c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	if first[0] != ctlMagic {
+		select {
+		case d.raftCh <- &peekedConn{Conn: c, r: br}:
+		case <-d.closed:
+			c.Close()
+		}
+		return
+	}
+	_, _ = br.ReadByte()
+	if !d.track(c, true) {
+		c.Close()
+		return
+	}
+	defer d.track(c, false)
+	defer c.Close()
+	w := bufio.NewWriter(c)
+	for {
+		var req ctlRequest
+		if err := readFrame(br, &req); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				d.log.Debug("controller request connection ended", "remote", c.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		resp, ok := d.serve(req)
+		if !ok {
+			return
+		}
+		if err := writeFrame(w, resp); err != nil {
+			return
+		}
+	}
+}
+
+// serve runs one request; a panic is logged and ends the connection
+// instead of the broker.
+func (d *demux) serve(req ctlRequest) (resp ctlResponse, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			d.log.Error("controller request panicked", "op", req.Op, "panic", p)
+			ok = false
+		}
+	}()
+	return d.handle(req), true
+}
+
+func (d *demux) track(c net.Conn, add bool) bool {
+	d.connsMu.Lock()
+	defer d.connsMu.Unlock()
+	if !add {
+		delete(d.conns, c)
+		return true
+	}
+	select {
+	case <-d.closed:
+		return false
+	default:
+	}
+	d.conns[c] = true
+	return true
+}
+
+// Accept implements raft.StreamLayer.
+func (d *demux) Accept() (net.Conn, error) {
+	select {
+	case c := <-d.raftCh:
+		return c, nil
+	case <-d.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close implements raft.StreamLayer: it stops accepting and closes the
+// controller request connections. Raft's own connections are closed by the
+// transport.
+func (d *demux) Close() error {
+	d.once.Do(func() {
+		close(d.closed)
+		d.ln.Close()
+		d.connsMu.Lock()
+		for c := range d.conns {
+			c.Close()
+		}
+		d.connsMu.Unlock()
+	})
+	return nil
+}
+
+// wait returns once every connection goroutine has ended.
+func (d *demux) wait() { d.wg.Wait() }
+
+// Addr implements raft.StreamLayer.
+func (d *demux) Addr() net.Addr { return d.ln.Addr() }
+
+// Dial implements raft.StreamLayer.
+func (d *demux) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(address), timeout)
+}
+
+// peekedConn is a connection whose first bytes were buffered by route.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// ctlClient sends controller requests over one connection per address,
+// reused while it works.
+type ctlClient struct {
+	mu   sync.Mutex
+	addr string
+	conn net.Conn
+	r    *bufio.Reader
+	w    *bufio.Writer
+}
+
+// call sends req to addr and returns the answer, within timeout.
+func (cc *ctlClient) call(addr string, req ctlRequest, timeout time.Duration) (ctlResponse, error) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.conn != nil && cc.addr != addr {
+		cc.conn.Close()
+		cc.conn = nil
+	}
+	if cc.conn == nil {
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return ctlResponse{}, fmt.Errorf("dial controller %s: %w", addr, err)
+		}
+		cc.conn, cc.addr = c, addr
+		cc.r, cc.w = bufio.NewReader(c), bufio.NewWriter(c)
+		if err := cc.w.WriteByte(ctlMagic); err != nil {
+			cc.closeLocked()
+			return ctlResponse{}, err
+		}
+	}
+	_ = cc.conn.SetDeadline(time.Now().Add(timeout))
+	var resp ctlResponse
+	err := writeFrame(cc.w, req)
+	if err == nil {
+		err = readFrame(cc.r, &resp)
+	}
+	if err != nil {
+		cc.closeLocked()
+		return ctlResponse{}, fmt.Errorf("controller %s: %w", addr, err)
+	}
+	return resp, nil
+}
+
+func (cc *ctlClient) closeLocked() {
+	if cc.conn != nil {
+		cc.conn.Close()
+		cc.conn = nil
+	}
+}
+
+func (cc *ctlClient) close() {
+	cc.mu.Lock()
+	cc.closeLocked()
+	cc.mu.Unlock()
+}

@@ -1,0 +1,901 @@
+package cluster
+
+// Raft is the Store on a hashicorp/raft metadata quorum (see
+// docs/architecture.md, "Cluster metadata"). Every broker runs one: voters
+// (a configured set of 1, 3 or 5) elect the controller, which is the raft
+// leader; other brokers join as non-voters and hold the same state, so every
+// broker answers Metadata from local memory. Writes go to the controller
+// (directly when this node is it, else over the controller port) and return
+// once this node's state machine has applied them.
+//
+// Brokers register (getting a broker epoch), then heartbeat; the
+// controller unfences a registered broker on its first heartbeat and fences
+// one whose heartbeats stop for the session timeout, which moves its
+// partition leadership to other in-sync replicas (control.go).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// RaftConfig configures a broker's member of the metadata quorum.
+type RaftConfig struct {
+	// Dir holds the raft log (raft.db) and snapshots.
+	Dir string
+	// Self is this broker's registration.
+	Self Broker
+	// ControllerAddr is the address the quorum transport listens on (host:port;
+	// port 0 picks one). Empty runs a single voter on an in-memory transport:
+	// a one-node cluster, which no other broker can join.
+	ControllerAddr string
+	// Voters maps voter ids to their controller addresses. Empty makes
+	// this broker the only voter. A broker not listed joins as a non-voter.
+	Voters map[int32]string
+	// Import returns the state of an older single-node metadata file; it
+	// seeds the quorum once, when the controller finds the state empty.
+	Import func() (clusterID string, topics []Topic, err error)
+	// HeartbeatInterval is broker.heartbeat.interval.ms (2s);
+	// SessionTimeout is broker.session.timeout.ms (9s).
+	HeartbeatInterval time.Duration
+	SessionTimeout    time.Duration
+	// StartTimeout bounds OpenRaft's wait for a controller (60s).
+	StartTimeout time.Duration
+	// RequestTimeout bounds one write, retries at a new controller included
+	// (15s).
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+func (c *RaftConfig) defaults() {
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 2 * time.Second
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = 9 * time.Second
+	}
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = time.Minute
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 15 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if len(c.Voters) == 0 {
+		c.Voters = map[int32]string{c.Self.ID: c.ControllerAddr}
+	}
+}
+
+// Raft is a Store backed by the metadata quorum.
+type Raft struct {
+	cfg   RaftConfig
+	log   *slog.Logger
+	r     *raft.Raft
+	fsm   *fsm
+	dm    *demux // nil on the in-memory transport
+	trans raft.Transport
+	db    *raftboltdb.BoltStore
+	addr  string // this node's transport address
+	cc    ctlClient
+
+	epoch  atomic.Int64 // this broker's epoch, 0 until registered
+	// running is set once r is; controller requests that arrive before
+	// are answered "not the controller".
+	running atomic.Bool
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	ctl struct {
+		sync.Mutex
+		leading     bool
+		leaderSince time.Time
+		seen        map[int32]time.Time // last heartbeat per broker, while leading
+	}
+}
+
+var _ Store = (*Raft)(nil)
+
+// OpenRaft starts this broker's member of the quorum and returns once a
+// controller is known, this node has caught up with it, and this broker is
+// registered and unfenced.
+func OpenRaft(cfg RaftConfig) (*Raft, error) {
+	cfg.defaults()
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("metadata dir: %w", err)
+	}
+	q := &Raft{cfg: cfg, log: cfg.Logger.With("component", "metadata")}
+	q.ctx, q.cancel = context.WithCancel(context.Background())
+	q.fsm = &fsm{st: NewState(), log: q.log}
+	if err := q.start(); err != nil {
+		q.Close()
+		return nil, err
+	}
+	return q, nil
+}
+
+func (q *Raft) start() error {
+	cfg := q.cfg
+	hl := hclog.New(&hclog.LoggerOptions{
+		Name: "raft", Level: hclog.Warn, Output: &slogWriter{log: q.log}, DisableTime: true,
+	})
+	if q.log.Enabled(context.Background(), slog.LevelDebug) {
+		hl.SetLevel(hclog.Debug)
+	}
+	var err error
+	if q.db, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")}); err != nil {
+		return fmt.Errorf("open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl)
+	if err != nil {
+		return fmt.Errorf("open raft snapshots: %w", err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = serverID(cfg.Self.ID)
+	rc.Logger = hl
+	rc.SnapshotThreshold = 4096
+	rc.SnapshotInterval = 30 * time.Second
+	rc.TrailingLogs = 4096
+	if cfg.ControllerAddr == "" {
+		// A lone voter: elect itself quickly, nobody to wait for.
+		rc.HeartbeatTimeout = 100 * time.Millisecond
+		rc.ElectionTimeout = 100 * time.Millisecond
+		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+		var tr *raft.InmemTransport
+		_, tr = raft.NewInmemTransport(raft.ServerAddress("local"))
+		q.trans, q.addr = tr, "local"
+		cfg.Voters = map[int32]string{cfg.Self.ID: "local"}
+	} else {
+		ln, err := net.Listen("tcp", cfg.ControllerAddr)
+		if err != nil {
+			return fmt.Errorf("controller listener: %w", err)
+		}
+		q.dm = newDemux(ln, q.log, q.handle)
+		q.addr = ln.Addr().String()
+		if v, ok := cfg.Voters[cfg.Self.ID]; ok && strings.HasSuffix(v, ":0") {
+			cfg.Voters[cfg.Self.ID] = q.addr
+		}
+		q.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: q.dm, MaxPool: 3, Timeout: 10 * time.Second, Logger: hl,
+		})
+	}
+	q.cfg = cfg
+	_, voter := cfg.Voters[cfg.Self.ID]
+	existing, err := raft.HasExistingState(q.db, q.db, snaps)
+	if err != nil {
+		return fmt.Errorf("raft state: %w", err)
+	}
+	if !existing && voter {
+		var servers []raft.Server
+		for _, id := range slices.Sorted(maps.Keys(cfg.Voters)) {
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: serverID(id), Address: raft.ServerAddress(cfg.Voters[id])})
+		}
+		if err := raft.BootstrapCluster(rc, q.db, q.db, snaps, q.trans, raft.Configuration{Servers: servers}); err != nil {
+			return fmt.Errorf("bootstrap metadata quorum: %w", err)
+		}
+		q.log.Info("formed the metadata quorum", "voters", len(servers))
+	}
+	if q.r, err = raft.NewRaft(rc, q.fsm, q.db, q.db, snaps, q.trans); err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	q.running.Store(true)
+	deadline := time.Now().Add(cfg.StartTimeout)
+	if !voter && !existing {
+		if err := q.join(deadline); err != nil {
+			return err
+		}
+	}
+	if err := q.catchUp(deadline); err != nil {
+		return err
+	}
+	q.wg.Add(2)
+	go q.controllerLoop()
+	go q.heartbeatLoop()
+	if err := q.initialize(deadline); err != nil {
+		return err
+	}
+	if err := q.register(deadline); err != nil {
+		return err
+	}
+	for !q.unfenced() {
+		if time.Now().After(deadline) {
+			return errors.New("metadata quorum: this broker was not unfenced in time")
+		}
+		q.heartbeat()
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+func serverID(id int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(id))) }
+
+// join asks the voters, in turn, to add this broker as a non-voter.
+func (q *Raft) join(deadline time.Time) error {
+	req := ctlRequest{Op: opJoin, BrokerID: q.cfg.Self.ID, Addr: q.addr}
+	for time.Now().Before(deadline) {
+		for _, id := range slices.Sorted(maps.Keys(q.cfg.Voters)) {
+			resp, err := q.cc.call(q.cfg.Voters[id], req, 5*time.Second)
+			if err == nil && resp.Err == "" {
+				q.log.Info("joined the metadata quorum as a non-voter", "via", id)
+				return nil
+			}
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-q.ctx.Done():
+			return q.ctx.Err()
+		}
+	}
+	return errors.New("metadata quorum: no voter accepted this broker in time")
+}
+
+// catchUp waits for a leader and for this node to apply what it had
+// committed.
+func (q *Raft) catchUp(deadline time.Time) error {
+	for {
+		if time.Now().After(deadline) {
+			return errors.New("metadata quorum: no controller elected in time (are a majority of the voters up?)")
+		}
+		if q.r.State() == raft.Leader {
+			if err := q.r.Barrier(time.Until(deadline)).Error(); err == nil {
+				return nil
+			}
+		} else if addr, _ := q.r.LeaderWithID(); addr != "" {
+			resp, err := q.cc.call(string(addr), ctlRequest{Op: opIndex}, 5*time.Second)
+			if err == nil && resp.Err == "" {
+				return q.waitApplied(resp.Index, deadline)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// initialize sets the cluster id (and imports an older single-node state)
+// when the quorum is new; every node waits until the id is there.
+func (q *Raft) initialize(deadline time.Time) error {
+	for q.ClusterID() == "" {
+		if time.Now().After(deadline) {
+			return errors.New("metadata quorum: cluster not initialized in time")
+		}
+		if q.r.State() == raft.Leader {
+			var clusterID string
+			var topics []Topic
+			if q.cfg.Import != nil {
+				var err error
+				if clusterID, topics, err = q.cfg.Import(); err != nil {
+					return fmt.Errorf("import metadata: %w", err)
+				}
+			}
+			if clusterID == "" {
+				clusterID = newClusterID()
+			}
+			if len(topics) > 0 {
+				cmd := Command{Type: CmdImport}
+				for _, t := range topics {
+					cmd.Topics = append(cmd.Topics, recordOf(t))
+				}
+				if resp := q.propose(cmd); resp.Err != "" {
+					return fmt.Errorf("import metadata: %s", resp.Err)
+				}
+				q.log.Info("imported the single-node metadata", "topics", len(topics))
+			}
+			if resp := q.propose(Command{Type: CmdInit, ClusterID: clusterID}); resp.Err != "" {
+				return fmt.Errorf("initialize metadata: %s", resp.Err)
+			}
+			continue
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// register records this broker (a new broker epoch) with the controller.
+func (q *Raft) register(deadline time.Time) error {
+	reg := Registration{Broker: q.cfg.Self, ControllerAddr: q.addr}
+	resp, err := q.do(ctlRequest{Op: opApply, Cmd: &Command{Type: CmdRegisterBroker, Broker: &reg}}, deadline)
+	if err != nil {
+		return fmt.Errorf("register broker %d: %w", q.cfg.Self.ID, err)
+	}
+	q.epoch.Store(resp.Value)
+	q.log.Info("registered with the metadata quorum", "broker", q.cfg.Self.ID, "broker_epoch", resp.Value)
+	return nil
+}
+
+func (q *Raft) unfenced() bool {
+	r, ok := q.Registration(q.cfg.Self.ID)
+	return ok && r.Epoch == q.epoch.Load() && !r.Fenced
+}
+
+// heartbeatLoop keeps this broker's session with the controller.
+func (q *Raft) heartbeatLoop() {
+	defer q.wg.Done()
+	t := time.NewTicker(q.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-q.ctx.Done():
+			return
+		case <-t.C:
+			q.heartbeat()
+		}
+	}
+}
+
+func (q *Raft) heartbeat() {
+	epoch := q.epoch.Load()
+	if epoch == 0 {
+		return
+	}
+	_, err := q.do(ctlRequest{Op: opHeartbeat, BrokerID: q.cfg.Self.ID, Epoch: epoch}, time.Now().Add(q.cfg.HeartbeatInterval))
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrStaleBrokerEpoch), errors.Is(err, ErrUnknownBroker):
+		q.log.Warn("the controller no longer knows this broker's epoch; registering again", "err", err)
+		if err := q.register(time.Now().Add(q.cfg.RequestTimeout)); err != nil {
+			q.log.Error("registering again failed", "err", err)
+		}
+	default:
+		q.log.Debug("heartbeat failed", "err", err)
+	}
+}
+
+// controllerLoop fences brokers whose heartbeats stopped, while this node
+// is the controller.
+func (q *Raft) controllerLoop() {
+	defer q.wg.Done()
+	t := time.NewTicker(min(q.cfg.HeartbeatInterval/2, 500*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-q.ctx.Done():
+			return
+		case <-t.C:
+		}
+		leading := q.r.State() == raft.Leader
+		now := time.Now()
+		q.ctl.Lock()
+		if leading && !q.ctl.leading {
+			// A new controller gives every broker a full session to
+			// reach it before fencing anyone.
+			q.ctl.leaderSince = now
+			q.ctl.seen = map[int32]time.Time{}
+		}
+		q.ctl.leading = leading
+		var stale []Registration
+		if leading && now.Sub(q.ctl.leaderSince) > q.cfg.SessionTimeout {
+			for _, r := range q.registrations() {
+				// The controller's own broker is alive by being here (a
+				// stalled process must not fence itself on resuming).
+				if !r.Fenced && r.ID != q.cfg.Self.ID && now.Sub(q.ctl.seen[r.ID]) > q.cfg.SessionTimeout {
+					stale = append(stale, r)
+				}
+			}
+		}
+		q.ctl.Unlock()
+		for _, r := range stale {
+			resp := q.propose(Command{Type: CmdFenceBroker, BrokerID: r.ID, Epoch: r.Epoch})
+			q.log.Warn("fenced a broker that stopped heartbeating", "broker", r.ID, "broker_epoch", r.Epoch, "err", resp.Err)
+		}
+	}
+}
+
+// handle serves a controller request; only the controller does.
+func (q *Raft) handle(req ctlRequest) ctlResponse {
+	if !q.running.Load() {
+		return errResponse(ErrNotController)
+	}
+	if q.r.State() != raft.Leader {
+		return notController(q.r)
+	}
+	switch req.Op {
+	case opIndex:
+		if err := q.r.Barrier(q.cfg.RequestTimeout).Error(); err != nil {
+			return errResponse(err)
+		}
+		return ctlResponse{Index: q.r.AppliedIndex()}
+	case opApply:
+		if req.Cmd == nil {
+			return errResponse(fmt.Errorf("%w: apply without a command", ErrUnsupportedCommand))
+		}
+		return q.propose(*req.Cmd)
+	case opCreateTopic:
+		return q.createTopic(req)
+	case opCreatePartitions:
+		return q.createPartitions(req)
+	case opHeartbeat:
+		r, ok := q.Registration(req.BrokerID)
+		switch {
+		case !ok:
+			return errResponse(ErrUnknownBroker)
+		case r.Epoch != req.Epoch:
+			return errResponse(fmt.Errorf("%w: broker %d is at epoch %d, not %d", ErrStaleBrokerEpoch, r.ID, r.Epoch, req.Epoch))
+		}
+		q.ctl.Lock()
+		if q.ctl.seen != nil {
+			q.ctl.seen[req.BrokerID] = time.Now()
+		}
+		q.ctl.Unlock()
+		if r.Fenced {
+			resp := q.propose(Command{Type: CmdUnfenceBroker, BrokerID: r.ID, Epoch: r.Epoch})
+			if resp.Err == "" {
+				q.log.Info("unfenced a broker", "broker", r.ID, "broker_epoch", r.Epoch)
+			}
+			return resp
+		}
+		return ctlResponse{}
+	case opJoin:
+		f := q.r.AddNonvoter(serverID(req.BrokerID), raft.ServerAddress(req.Addr), 0, q.cfg.RequestTimeout)
+		if err := f.Error(); err != nil {
+			return errResponse(err)
+		}
+		q.log.Info("added a non-voter to the metadata quorum", "broker", req.BrokerID, "addr", req.Addr)
+		return ctlResponse{Index: f.Index()}
+	}
+	return errResponse(fmt.Errorf("%w: op %q", ErrUnsupportedCommand, req.Op))
+}
+
+func notController(r *raft.Raft) ctlResponse {
+	resp := errResponse(ErrNotController)
+	if addr, _ := r.LeaderWithID(); addr != "" {
+		resp.Err = fmt.Sprintf("%s: the controller is at %s", ErrNotController, addr)
+	}
+	return resp
+}
+
+func errResponse(err error) ctlResponse {
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+		err = fmt.Errorf("%w: %v", ErrNotController, err)
+	}
+	msg, kind := encodeErr(err)
+	return ctlResponse{Err: msg, Kind: kind}
+}
+
+// propose appends a command to the quorum's log and returns its result.
+func (q *Raft) propose(c Command) ctlResponse {
+	c.V = FormatVersion
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return errResponse(err)
+	}
+	f := q.r.Apply(raw, q.cfg.RequestTimeout)
+	if err := f.Error(); err != nil {
+		return errResponse(err)
+	}
+	res, _ := f.Response().(Result)
+	resp := errResponse(res.Err)
+	resp.Index, resp.Value = f.Index(), res.Value
+	return resp
+}
+
+func (q *Raft) usableBrokers() []Broker {
+	var out []Broker
+	for _, r := range q.registrations() {
+		if !r.Fenced {
+			out = append(out, r.Broker)
+		}
+	}
+	return out
+}
+
+func newPartitions(assign [][]int32) []PartitionRec {
+	out := make([]PartitionRec, len(assign))
+	for i, reps := range assign {
+		out[i] = PartitionRec{Leader: reps[0], Replicas: reps, ISR: slices.Sorted(slices.Values(reps))}
+	}
+	return out
+}
+
+func (q *Raft) createTopic(req ctlRequest) ctlResponse {
+	if req.Topic == nil {
+		return errResponse(fmt.Errorf("%w: create without a topic", ErrUnsupportedCommand))
+	}
+	t := *req.Topic
+	if _, ok := q.Topic(t.Name); ok {
+		return errResponse(ErrTopicExists)
+	}
+	brokers := q.usableBrokers()
+	assign, err := AssignReplicas(brokers, len(t.Partitions), req.RF, rand.IntN(max(len(brokers), 1)))
+	if err != nil {
+		return errResponse(fmt.Errorf("%w: %v", ErrInvalidReplication, err))
+	}
+	if t.ID == (TopicID{}) {
+		t.ID = NewTopicID()
+	}
+	t.Partitions = newPartitions(assign)
+	return q.propose(Command{Type: CmdCreateTopic, Topic: &t})
+}
+
+func (q *Raft) createPartitions(req ctlRequest) ctlResponse {
+	t, ok := q.Topic(req.Name)
+	if !ok {
+		return errResponse(ErrUnknownTopic)
+	}
+	if int(req.Total) <= len(t.Partitions) {
+		return errResponse(fmt.Errorf("%w: topic %s has %d partitions, asked for %d", ErrInvalidPartition, req.Name, len(t.Partitions), req.Total))
+	}
+	brokers := q.usableBrokers()
+	assign, err := AssignReplicas(brokers, int(req.Total)-len(t.Partitions), len(t.Partitions[0].Replicas), rand.IntN(max(len(brokers), 1)))
+	if err != nil {
+		return errResponse(fmt.Errorf("%w: %v", ErrInvalidReplication, err))
+	}
+	return q.propose(Command{Type: CmdCreatePartitions, Name: req.Name, Adds: newPartitions(assign)})
+}
+
+// do runs a request at the controller (here or over the controller port),
+// retrying while the controller moves, and waits until this node has
+// applied the resulting command.
+func (q *Raft) do(req ctlRequest, deadline time.Time) (ctlResponse, error) {
+	var last error = ErrNotController
+	for {
+		var resp ctlResponse
+		var err error
+		switch addr, _ := q.r.LeaderWithID(); {
+		case q.r.State() == raft.Leader:
+			resp = q.handle(req)
+		case addr != "":
+			resp, err = q.cc.call(string(addr), req, max(time.Until(deadline), time.Second))
+		default:
+			err = ErrNotController
+		}
+		if err == nil {
+			err = decodeErr(resp.Err, resp.Kind)
+		}
+		if !errors.Is(err, ErrNotController) && !isConnErr(err) {
+			if resp.Index > 0 {
+				if werr := q.waitApplied(resp.Index, deadline); werr != nil && err == nil {
+					err = werr
+				}
+			}
+			return resp, err
+		}
+		last = err
+		if time.Now().After(deadline) {
+			return resp, fmt.Errorf("metadata request %s: %w", req.Op, last)
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-q.ctx.Done():
+			return resp, fmt.Errorf("metadata request %s: %w", req.Op, raft.ErrRaftShutdown)
+		}
+	}
+}
+
+func isConnErr(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &oe) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// waitApplied waits until this node's state machine has applied index.
+func (q *Raft) waitApplied(index uint64, deadline time.Time) error {
+	for q.r.AppliedIndex() < index {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("metadata: index %d not applied here in time (at %d)", index, q.r.AppliedIndex())
+		}
+		select {
+		case <-time.After(2 * time.Millisecond):
+		case <-q.ctx.Done():
+			return raft.ErrRaftShutdown
+		}
+	}
+	return nil
+}
+
+func (q *Raft) write(req ctlRequest) (ctlResponse, error) {
+	return q.do(req, time.Now().Add(q.cfg.RequestTimeout))
+}
+
+// ClusterID implements Store.
+func (q *Raft) ClusterID() string {
+	q.fsm.mu.RLock()
+	defer q.fsm.mu.RUnlock()
+	return q.fsm.st.ClusterID
+}
+
+// ControllerID implements Store: the raft leader, -1 while there is none.
+func (q *Raft) ControllerID() int32 {
+	_, id := q.r.LeaderWithID()
+	n, err := strconv.Atoi(string(id))
+	if err != nil || id == "" {
+		return -1
+	}
+	return int32(n)
+}
+
+// Brokers implements Store: the registered brokers that are not fenced,
+// by id.
+func (q *Raft) Brokers() []Broker { return q.usableBrokers() }
+
+func (q *Raft) registrations() []Registration {
+	q.fsm.mu.RLock()
+	defer q.fsm.mu.RUnlock()
+	out := make([]Registration, 0, len(q.fsm.st.Brokers))
+	for _, id := range slices.Sorted(maps.Keys(q.fsm.st.Brokers)) {
+		out = append(out, q.fsm.st.Brokers[id])
+	}
+	return out
+}
+
+// Registration returns a broker's registration.
+func (q *Raft) Registration(id int32) (Registration, bool) {
+	q.fsm.mu.RLock()
+	defer q.fsm.mu.RUnlock()
+	r, ok := q.fsm.st.Brokers[id]
+	return r, ok
+}
+
+// BrokerEpoch is this broker's epoch (its latest registration).
+func (q *Raft) BrokerEpoch() int64 { return q.epoch.Load() }
+
+// IsController reports whether this node is the controller.
+func (q *Raft) IsController() bool { return q.r.State() == raft.Leader }
+
+// Topics implements Store, by name.
+func (q *Raft) Topics() []Topic {
+	q.fsm.mu.RLock()
+	defer q.fsm.mu.RUnlock()
+	out := make([]Topic, 0, len(q.fsm.st.Topics))
+	for _, t := range q.fsm.st.Topics {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Topic implements Store.
+func (q *Raft) Topic(name string) (Topic, bool) {
+	q.fsm.mu.RLock()
+	defer q.fsm.mu.RUnlock()
+	t, ok := q.fsm.st.Topics[name]
+	return t, ok
+}
+
+// TopicByID implements Store.
+func (q *Raft) TopicByID(id TopicID) (Topic, bool) {
+	q.fsm.mu.RLock()
+	defer q.fsm.mu.RUnlock()
+	name, ok := q.fsm.st.ByID[id]
+	if !ok {
+		return Topic{}, false
+	}
+	return q.fsm.st.Topics[name], true
+}
+
+// CreateTopic implements Store: the controller assigns replicationFactor
+// replicas to each partition over the unfenced brokers.
+func (q *Raft) CreateTopic(t Topic, replicationFactor int) (Topic, error) {
+	rec := recordOf(t)
+	if _, err := q.write(ctlRequest{Op: opCreateTopic, Topic: &rec, RF: replicationFactor}); err != nil {
+		return Topic{}, err
+	}
+	return q.topicAfterWrite(t.Name)
+}
+
+func (q *Raft) topicAfterWrite(name string) (Topic, error) {
+	t, ok := q.Topic(name)
+	if !ok {
+		return Topic{}, fmt.Errorf("%w: %s changed again before it could be read", ErrUnknownTopic, name)
+	}
+	return t, nil
+}
+
+// DeleteTopic implements Store.
+func (q *Raft) DeleteTopic(name string) (Topic, error) {
+	t, ok := q.Topic(name)
+	if !ok {
+		return Topic{}, ErrUnknownTopic
+	}
+	_, err := q.write(ctlRequest{Op: opApply, Cmd: &Command{Type: CmdDeleteTopic, Name: name}})
+	return t, err
+}
+
+// CreatePartitions implements Store: new partitions get as many replicas
+// as the topic's first one.
+func (q *Raft) CreatePartitions(name string, total int32) (Topic, error) {
+	if _, err := q.write(ctlRequest{Op: opCreatePartitions, Name: name, Total: total}); err != nil {
+		return Topic{}, err
+	}
+	return q.topicAfterWrite(name)
+}
+
+// SetConfigs implements Store.
+func (q *Raft) SetConfigs(name string, configs map[string]string) (Topic, error) {
+	if _, err := q.write(ctlRequest{Op: opApply, Cmd: &Command{Type: CmdSetConfigs, Name: name, Configs: configs}}); err != nil {
+		return Topic{}, err
+	}
+	return q.topicAfterWrite(name)
+}
+
+// AlterPartition asks the controller to change a partition's ISR; the
+// request names the leader epoch and partition epoch the leader saw.
+func (q *Raft) AlterPartition(a AlterPartition) (Partition, error) {
+	if _, err := q.write(ctlRequest{Op: opApply, Cmd: &Command{Type: CmdAlterPartition, Alter: &a}}); err != nil {
+		return Partition{}, err
+	}
+	t, ok := q.TopicByID(a.TopicID)
+	if !ok || int(a.Partition) >= len(t.Partitions) {
+		return Partition{}, ErrUnknownTopicPartition
+	}
+	return t.Partitions[a.Partition], nil
+}
+
+// ElectPreferredLeaders moves leadership of every partition to its first
+// replica where that one is in sync and unfenced.
+func (q *Raft) ElectPreferredLeaders() error {
+	_, err := q.write(ctlRequest{Op: opApply, Cmd: &Command{Type: CmdPreferredLeaders}})
+	return err
+}
+
+// AllocateProducerIDs reserves count producer ids for this broker and
+// returns the first.
+func (q *Raft) AllocateProducerIDs(count int64) (int64, error) {
+	resp, err := q.write(ctlRequest{Op: opApply, Cmd: &Command{Type: CmdAllocateProducerIDs, Count: count}})
+	return resp.Value, err
+}
+
+// Watch implements Store: fn runs on the state machine's goroutine after
+// each change, before the write that caused it returns; it must not write
+// metadata itself.
+func (q *Raft) Watch(fn func(Event)) {
+	q.fsm.watchMu.Lock()
+	q.fsm.watchers = append(q.fsm.watchers, fn)
+	q.fsm.watchMu.Unlock()
+}
+
+// Close implements Store: it leaves the quorum's work to the others (a
+// voter stays a voter) and closes the log.
+func (q *Raft) Close() error {
+	q.cancel()
+	var errs []error
+	if q.running.Load() {
+		if err := q.r.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+	}
+	q.wg.Wait()
+	if c, ok := q.trans.(io.Closer); ok {
+		_ = c.Close()
+	}
+	if q.dm != nil {
+		q.dm.Close()
+		q.dm.wait()
+	}
+	q.cc.close()
+	if q.db != nil {
+		if err := q.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft log: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// fsm is the raft state machine over State.
+type fsm struct {
+	mu  sync.RWMutex
+	st  *State
+	log *slog.Logger
+
+	watchMu  sync.Mutex
+	watchers []func(Event)
+}
+
+// Apply implements raft.FSM.
+func (f *fsm) Apply(l *raft.Log) any {
+	var c Command
+	if err := json.Unmarshal(l.Data, &c); err != nil {
+		f.log.Error("undecodable metadata command", "index", l.Index, "err", err)
+		return Result{Err: fmt.Errorf("%w: %v", ErrUnsupportedCommand, err)}
+	}
+	f.mu.Lock()
+	res := f.st.Apply(l.Index, c)
+	f.mu.Unlock()
+	if errors.Is(res.Err, ErrUnsupportedCommand) {
+		f.log.Error("metadata command not applied", "index", l.Index, "type", c.Type, "err", res.Err)
+	}
+	f.notify(res.Events)
+	return res
+}
+
+func (f *fsm) notify(evs []Event) {
+	if len(evs) == 0 {
+		return
+	}
+	f.watchMu.Lock()
+	ws := slices.Clone(f.watchers)
+	f.watchMu.Unlock()
+	for _, ev := range evs {
+		for _, w := range ws {
+			w(ev)
+		}
+	}
+}
+
+// Snapshot implements raft.FSM.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	raw, err := f.st.MarshalSnapshot()
+	f.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	return fsmSnapshot(raw), nil
+}
+
+// Restore implements raft.FSM: watchers hear of every topic that changed
+// or went away.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	raw, err := io.ReadAll(rc)
+	if err != nil {
+		return fmt.Errorf("read metadata snapshot: %w", err)
+	}
+	st, err := UnmarshalSnapshot(raw)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	old := f.st
+	f.st = st
+	f.mu.Unlock()
+	var evs []Event
+	for _, name := range slices.Sorted(maps.Keys(old.Topics)) {
+		t := old.Topics[name]
+		if nt, ok := st.Topics[name]; !ok || nt.ID != t.ID {
+			evs = append(evs, Event{Topic: name, ID: t.ID, Deleted: true})
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(st.Topics)) {
+		evs = append(evs, Event{Topic: name, ID: st.Topics[name].ID})
+	}
+	f.notify(evs)
+	return nil
+}
+
+type fsmSnapshot []byte
+
+func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("write metadata snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s fsmSnapshot) Release() {}
+
+// slogWriter turns raft's log lines into structured log records.
+type slogWriter struct{ log *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	switch {
+	case strings.Contains(line, "[ERROR]"):
+		w.log.Error(line)
+	case strings.Contains(line, "[WARN]"):
+		w.log.Warn(line)
+	default:
+		w.log.Debug(line)
+	}
+	return len(p), nil
+}

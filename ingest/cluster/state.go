@@ -1,0 +1,463 @@
+package cluster
+
+// The metadata state machine: the state every voter and follower of the
+// quorum holds, the commands that change it and their application. Apply is
+// deterministic (no clock, no randomness, no I/O): what needs either is
+// decided by the controller before it proposes a command.
+//
+// Commands and snapshots are JSON objects carrying a format version "v".
+// This binary writes FormatVersion and applies versions up to it; a command
+// of a newer version stops the state machine with an error rather than
+// being misread (a newer controller must not write versions older voters
+// cannot read; see docs/architecture.md).
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+)
+
+// FormatVersion is the version of metadata commands and snapshots written
+// by this binary.
+const FormatVersion = 1
+
+// Errors of metadata changes beyond the topic ones in cluster.go; the wire
+// layer maps them to Kafka codes.
+var (
+	ErrUnknownBroker         = errors.New("unknown broker")
+	ErrStaleBrokerEpoch      = errors.New("stale broker epoch")
+	ErrFencedLeaderEpoch     = errors.New("fenced leader epoch")
+	ErrInvalidUpdateVersion  = errors.New("stale partition epoch")
+	ErrNotLeader             = errors.New("not the partition's leader")
+	ErrIneligibleReplica     = errors.New("replica not eligible for the ISR")
+	ErrInvalidReplication    = errors.New("invalid replication factor")
+	ErrUnsupportedCommand    = errors.New("unsupported metadata command")
+	ErrUnknownTopicPartition = errors.New("unknown topic partition")
+)
+
+// Registration is a broker as the quorum knows it.
+type Registration struct {
+	Broker
+	// ControllerAddr is where the broker's quorum transport listens.
+	ControllerAddr string
+	// Epoch is the broker epoch: the log index of its latest registration.
+	// Heartbeats and fencing name it, so a restarted broker's old
+	// incarnation cannot act for the new one.
+	Epoch int64
+	// Fenced brokers lead nothing and are not in ISRs (unless they were a
+	// partition's last in-sync replica).
+	Fenced bool
+}
+
+// Command is one change to the metadata state.
+type Command struct {
+	V    int    `json:"v"`
+	Type string `json:"type"`
+
+	ClusterID string            `json:"cluster_id,omitempty"`
+	Broker    *Registration     `json:"broker,omitempty"`
+	BrokerID  int32             `json:"broker_id,omitempty"`
+	Epoch     int64             `json:"epoch,omitempty"`
+	Topic     *TopicRecord      `json:"topic,omitempty"`
+	Topics    []TopicRecord     `json:"topics,omitempty"`
+	Name      string            `json:"name,omitempty"`
+	Adds      []PartitionRec    `json:"adds,omitempty"`
+	Configs   map[string]string `json:"configs,omitempty"`
+	Alter     *AlterPartition   `json:"alter,omitempty"`
+	Count     int64             `json:"count,omitempty"`
+}
+
+// Command types.
+const (
+	CmdInit                = "init"
+	CmdImport              = "import"
+	CmdRegisterBroker      = "register_broker"
+	CmdUnfenceBroker       = "unfence_broker"
+	CmdFenceBroker         = "fence_broker"
+	CmdCreateTopic         = "create_topic"
+	CmdDeleteTopic         = "delete_topic"
+	CmdCreatePartitions    = "create_partitions"
+	CmdSetConfigs          = "set_configs"
+	CmdAlterPartition      = "alter_partition"
+	CmdPreferredLeaders    = "preferred_leaders"
+	CmdAllocateProducerIDs = "allocate_producer_ids"
+)
+
+// AlterPartition is a leader's request to change its partition's ISR
+// (Kafka's AlterPartition): it names the leader epoch and partition epoch it
+// saw.
+type AlterPartition struct {
+	TopicID        TopicID `json:"topic_id"`
+	Partition      int32   `json:"partition"`
+	Leader         int32   `json:"leader"`
+	LeaderEpoch    int32   `json:"leader_epoch"`
+	PartitionEpoch int32   `json:"partition_epoch"`
+	ISR            []int32 `json:"isr"`
+}
+
+// TopicRecord is a topic in commands and snapshots.
+type TopicRecord struct {
+	Name       string            `json:"name"`
+	ID         TopicID           `json:"id"`
+	Internal   bool              `json:"internal,omitempty"`
+	Partitions []PartitionRec    `json:"partitions"`
+	Configs    map[string]string `json:"configs,omitempty"`
+}
+
+// PartitionRec is a partition in commands and snapshots.
+type PartitionRec struct {
+	Leader         int32   `json:"leader"`
+	LeaderEpoch    int32   `json:"leader_epoch"`
+	PartitionEpoch int32   `json:"partition_epoch"`
+	Replicas       []int32 `json:"replicas"`
+	ISR            []int32 `json:"isr"`
+}
+
+// MarshalText writes the id as hex.
+func (id TopicID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText reads a hex id.
+func (id *TopicID) UnmarshalText(b []byte) error {
+	v, err := parseTopicID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = v
+	return nil
+}
+
+func recordOf(t Topic) TopicRecord {
+	r := TopicRecord{Name: t.Name, ID: t.ID, Internal: t.Internal, Configs: maps.Clone(t.Configs)}
+	for _, p := range t.Partitions {
+		r.Partitions = append(r.Partitions, PartitionRec(p.clone()))
+	}
+	return r
+}
+
+func (r TopicRecord) topic() Topic {
+	t := Topic{Name: r.Name, ID: r.ID, Internal: r.Internal, Configs: maps.Clone(r.Configs)}
+	if t.Configs == nil {
+		t.Configs = map[string]string{}
+	}
+	for _, p := range r.Partitions {
+		t.Partitions = append(t.Partitions, Partition(p).clone())
+	}
+	return t
+}
+
+// State is the metadata: what every broker answers Metadata from. Topics
+// held in it are never changed in place (a change stores a new value), so a
+// Topic handed out stays valid.
+type State struct {
+	ClusterID string
+	Brokers   map[int32]Registration
+	Topics    map[string]Topic
+	ByID      map[TopicID]string
+	// NextProducerID is the first producer id not yet handed to a broker.
+	NextProducerID int64
+}
+
+// NewState returns an empty state.
+func NewState() *State {
+	return &State{Brokers: map[int32]Registration{}, Topics: map[string]Topic{}, ByID: map[TopicID]string{}}
+}
+
+// Result is what applying a command produced.
+type Result struct {
+	// Topic is the topic created or changed, if any.
+	Topic Topic
+	// Events are the topics changed, for watchers.
+	Events []Event
+	// Value is a command's number (the first producer id allocated, a
+	// broker's epoch).
+	Value int64
+	// Err is why the command changed nothing.
+	Err error
+}
+
+// usable reports whether a broker is registered and not fenced.
+func (s *State) usable(id int32) bool {
+	r, ok := s.Brokers[id]
+	return ok && !r.Fenced
+}
+
+// Apply applies one command at log index idx.
+func (s *State) Apply(idx uint64, c Command) Result {
+	if c.V < 1 || c.V > FormatVersion {
+		return Result{Err: fmt.Errorf("%w: version %d (this binary reads up to %d)", ErrUnsupportedCommand, c.V, FormatVersion)}
+	}
+	switch c.Type {
+	case CmdInit:
+		if s.ClusterID == "" {
+			s.ClusterID = c.ClusterID
+		}
+		return Result{}
+	case CmdImport:
+		return s.applyImport(c)
+	case CmdRegisterBroker:
+		return s.applyRegister(idx, c)
+	case CmdFenceBroker, CmdUnfenceBroker:
+		return s.applyFencing(c)
+	case CmdCreateTopic:
+		return s.applyCreateTopic(c)
+	case CmdDeleteTopic:
+		t, ok := s.Topics[c.Name]
+		if !ok {
+			return Result{Err: ErrUnknownTopic}
+		}
+		delete(s.Topics, c.Name)
+		delete(s.ByID, t.ID)
+		return Result{Topic: t, Events: []Event{{Topic: t.Name, ID: t.ID, Deleted: true}}}
+	case CmdCreatePartitions:
+		t, ok := s.Topics[c.Name]
+		if !ok {
+			return Result{Err: ErrUnknownTopic}
+		}
+		if len(c.Adds) == 0 {
+			return Result{Err: fmt.Errorf("%w: no partitions to add", ErrInvalidPartition)}
+		}
+		t = t.Clone()
+		for _, p := range c.Adds {
+			t.Partitions = append(t.Partitions, Partition(p).clone())
+		}
+		return s.store(t)
+	case CmdSetConfigs:
+		t, ok := s.Topics[c.Name]
+		if !ok {
+			return Result{Err: ErrUnknownTopic}
+		}
+		t = t.Clone()
+		t.Configs = maps.Clone(c.Configs)
+		if t.Configs == nil {
+			t.Configs = map[string]string{}
+		}
+		return s.store(t)
+	case CmdAlterPartition:
+		return s.applyAlter(c)
+	case CmdPreferredLeaders:
+		return s.eachPartition(func(p Partition) Partition { return PreferredLeader(p, s.usable) })
+	case CmdAllocateProducerIDs:
+		if c.Count <= 0 {
+			return Result{Err: fmt.Errorf("%w: allocate %d producer ids", ErrUnsupportedCommand, c.Count)}
+		}
+		first := s.NextProducerID
+		s.NextProducerID += c.Count
+		return Result{Value: first}
+	}
+	return Result{Err: fmt.Errorf("%w: type %q", ErrUnsupportedCommand, c.Type)}
+}
+
+func (s *State) store(t Topic) Result {
+	s.Topics[t.Name] = t
+	s.ByID[t.ID] = t.Name
+	return Result{Topic: t, Events: []Event{{Topic: t.Name, ID: t.ID}}}
+}
+
+func (s *State) applyImport(c Command) Result {
+	if len(s.Topics) > 0 {
+		return Result{Err: fmt.Errorf("%w: import into a state that has topics", ErrTopicExists)}
+	}
+	var res Result
+	for _, r := range c.Topics {
+		t := r.topic()
+		if _, ok := s.Topics[t.Name]; ok {
+			return Result{Err: fmt.Errorf("%w: %s imported twice", ErrTopicExists, t.Name)}
+		}
+		s.Topics[t.Name] = t
+		s.ByID[t.ID] = t.Name
+		res.Events = append(res.Events, Event{Topic: t.Name, ID: t.ID})
+	}
+	return res
+}
+
+func (s *State) applyRegister(idx uint64, c Command) Result {
+	if c.Broker == nil {
+		return Result{Err: fmt.Errorf("%w: registration without a broker", ErrUnsupportedCommand)}
+	}
+	r := *c.Broker
+	r.Epoch = int64(idx)
+	r.Fenced = true
+	_, known := s.Brokers[r.ID]
+	s.Brokers[r.ID] = r
+	res := Result{Value: r.Epoch}
+	if known {
+		// A new incarnation: the old one's leadership and ISR places go,
+		// as if it had been fenced.
+		res.Events = s.fenceLocked(r.ID)
+	}
+	return res
+}
+
+func (s *State) applyFencing(c Command) Result {
+	r, ok := s.Brokers[c.BrokerID]
+	if !ok {
+		return Result{Err: ErrUnknownBroker}
+	}
+	if r.Epoch != c.Epoch {
+		return Result{Err: fmt.Errorf("%w: broker %d is at epoch %d, not %d", ErrStaleBrokerEpoch, r.ID, r.Epoch, c.Epoch)}
+	}
+	fence := c.Type == CmdFenceBroker
+	if r.Fenced == fence {
+		return Result{}
+	}
+	r.Fenced = fence
+	s.Brokers[r.ID] = r
+	if fence {
+		return Result{Events: s.fenceLocked(r.ID)}
+	}
+	return s.eachPartition(func(p Partition) Partition {
+		return UnfenceReplica(p, r.ID, s.usable, s.unclean(p))
+	})
+}
+
+// fenceLocked moves leadership and ISR places away from broker id.
+func (s *State) fenceLocked(id int32) []Event {
+	return s.eachPartition(func(p Partition) Partition {
+		return FenceReplica(p, id, s.usable, false)
+	}).Events
+}
+
+// unclean is reserved for unclean.leader.election.enable; elections are
+// clean until the broker side exists (see docs/architecture.md).
+func (s *State) unclean(Partition) bool { return false }
+
+// eachPartition replaces every partition by fn's result and reports the
+// topics that changed, in name order.
+func (s *State) eachPartition(fn func(Partition) Partition) Result {
+	names := slices.Sorted(maps.Keys(s.Topics))
+	var res Result
+	for _, name := range names {
+		t := s.Topics[name]
+		var nt *Topic
+		for i, p := range t.Partitions {
+			q := fn(p)
+			if q.PartitionEpoch == p.PartitionEpoch {
+				continue
+			}
+			if nt == nil {
+				c := t.Clone()
+				nt = &c
+			}
+			nt.Partitions[i] = q
+		}
+		if nt != nil {
+			s.Topics[name] = *nt
+			res.Events = append(res.Events, Event{Topic: name, ID: t.ID})
+		}
+	}
+	return res
+}
+
+func (s *State) applyCreateTopic(c Command) Result {
+	if c.Topic == nil {
+		return Result{Err: fmt.Errorf("%w: create without a topic", ErrUnsupportedCommand)}
+	}
+	t := c.Topic.topic()
+	if _, ok := s.Topics[t.Name]; ok {
+		return Result{Err: ErrTopicExists}
+	}
+	if _, ok := s.ByID[t.ID]; ok || t.ID == (TopicID{}) {
+		return Result{Err: fmt.Errorf("%w: topic id %s taken", ErrTopicExists, t.ID)}
+	}
+	if len(t.Partitions) == 0 {
+		return Result{Err: ErrInvalidPartition}
+	}
+	return s.store(t)
+}
+
+func (s *State) applyAlter(c Command) Result {
+	a := c.Alter
+	if a == nil {
+		return Result{Err: fmt.Errorf("%w: alter without a partition", ErrUnsupportedCommand)}
+	}
+	name, ok := s.ByID[a.TopicID]
+	if !ok {
+		return Result{Err: ErrUnknownTopicPartition}
+	}
+	t := s.Topics[name]
+	if a.Partition < 0 || int(a.Partition) >= len(t.Partitions) {
+		return Result{Err: ErrUnknownTopicPartition}
+	}
+	p := t.Partitions[a.Partition]
+	switch {
+	case a.Leader != p.Leader:
+		return Result{Err: fmt.Errorf("%w: broker %d, leader is %d", ErrNotLeader, a.Leader, p.Leader)}
+	case a.LeaderEpoch != p.LeaderEpoch:
+		return Result{Err: fmt.Errorf("%w: %d, current %d", ErrFencedLeaderEpoch, a.LeaderEpoch, p.LeaderEpoch)}
+	case a.PartitionEpoch != p.PartitionEpoch:
+		return Result{Err: fmt.Errorf("%w: %d, current %d", ErrInvalidUpdateVersion, a.PartitionEpoch, p.PartitionEpoch)}
+	case !slices.Contains(a.ISR, p.Leader):
+		return Result{Err: fmt.Errorf("%w: the ISR must include the leader %d", ErrIneligibleReplica, p.Leader)}
+	}
+	seen := map[int32]bool{}
+	for _, r := range a.ISR {
+		if seen[r] || !slices.Contains(p.Replicas, r) {
+			return Result{Err: fmt.Errorf("%w: %d is not a replica (or listed twice)", ErrIneligibleReplica, r)}
+		}
+		seen[r] = true
+		if !slices.Contains(p.ISR, r) && !s.usable(r) {
+			return Result{Err: fmt.Errorf("%w: broker %d is fenced", ErrIneligibleReplica, r)}
+		}
+	}
+	q := p.clone()
+	q.ISR = slices.Clone(a.ISR)
+	sort.Slice(q.ISR, func(i, j int) bool { return q.ISR[i] < q.ISR[j] })
+	q.PartitionEpoch++
+	nt := t.Clone()
+	nt.Partitions[a.Partition] = q
+	s.Topics[name] = nt
+	return Result{Topic: nt, Events: []Event{{Topic: name, ID: t.ID}}}
+}
+
+// snapshot is the JSON form of a State.
+type snapshot struct {
+	V              int            `json:"v"`
+	ClusterID      string         `json:"cluster_id"`
+	Brokers        []Registration `json:"brokers"`
+	Topics         []TopicRecord  `json:"topics"`
+	NextProducerID int64          `json:"next_producer_id"`
+}
+
+// MarshalSnapshot encodes the state (brokers by id, topics by name).
+func (s *State) MarshalSnapshot() ([]byte, error) {
+	snap := snapshot{V: FormatVersion, ClusterID: s.ClusterID, NextProducerID: s.NextProducerID}
+	for _, id := range slices.Sorted(maps.Keys(s.Brokers)) {
+		snap.Brokers = append(snap.Brokers, s.Brokers[id])
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Topics)) {
+		snap.Topics = append(snap.Topics, recordOf(s.Topics[name]))
+	}
+	return json.Marshal(snap)
+}
+
+// UnmarshalSnapshot decodes a state written by MarshalSnapshot.
+func UnmarshalSnapshot(raw []byte) (*State, error) {
+	var snap snapshot
+	if err := json.Unmarshal(raw, &snap); err != nil {
+		return nil, fmt.Errorf("decode metadata snapshot: %w", err)
+	}
+	if snap.V < 1 || snap.V > FormatVersion {
+		return nil, fmt.Errorf("%w: snapshot version %d (this binary reads up to %d)", ErrUnsupportedCommand, snap.V, FormatVersion)
+	}
+	s := NewState()
+	s.ClusterID = snap.ClusterID
+	s.NextProducerID = snap.NextProducerID
+	for _, b := range snap.Brokers {
+		s.Brokers[b.ID] = b
+	}
+	for _, r := range snap.Topics {
+		if _, dup := s.Topics[r.Name]; dup {
+			return nil, fmt.Errorf("decode metadata snapshot: topic %q twice", r.Name)
+		}
+		if len(r.Partitions) > maxPartitions {
+			return nil, fmt.Errorf("decode metadata snapshot: topic %q has %d partitions", r.Name, len(r.Partitions))
+		}
+		t := r.topic()
+		s.Topics[t.Name] = t
+		s.ByID[t.ID] = t.Name
+	}
+	return s, nil
+}
