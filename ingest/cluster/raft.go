@@ -64,6 +64,9 @@ type RaftConfig struct {
 	// (15s).
 	RequestTimeout time.Duration
 	Logger         *slog.Logger
+
+	// trailingLogs overrides the log entries kept after a snapshot (tests).
+	trailingLogs uint64
 }
 
 func (c *RaftConfig) defaults() {
@@ -157,6 +160,9 @@ func (q *Raft) start() error {
 	rc.SnapshotThreshold = 4096
 	rc.SnapshotInterval = 30 * time.Second
 	rc.TrailingLogs = 4096
+	if cfg.trailingLogs > 0 {
+		rc.TrailingLogs = cfg.trailingLogs
+	}
 	if cfg.ControllerAddr == "" {
 		// A lone voter: elect itself quickly, nobody to wait for.
 		rc.HeartbeatTimeout = 100 * time.Millisecond

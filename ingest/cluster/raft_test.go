@@ -150,6 +150,8 @@ type testQuorum struct {
 	addrs  map[int32]string
 	voters map[int32]string
 	nodes  map[int32]*Raft
+	// trailingLogs, when set, is the raft log kept after a snapshot.
+	trailingLogs uint64
 }
 
 func (tq *testQuorum) cfg(id int32) RaftConfig {
@@ -158,6 +160,7 @@ func (tq *testQuorum) cfg(id int32) RaftConfig {
 		ControllerAddr: tq.addrs[id], Voters: tq.voters,
 		HeartbeatInterval: 100 * time.Millisecond, SessionTimeout: time.Second,
 		StartTimeout: 30 * time.Second, Logger: quietLogger().With("node", id),
+		trailingLogs: tq.trailingLogs,
 	}
 }
 
@@ -352,4 +355,50 @@ func FuzzControllerRequest(f *testing.F) {
 			t.Fatal("controller lost its state")
 		}
 	})
+}
+
+// TestRaftSnapshot: a broker that joins after the log was compacted into a
+// snapshot gets the state through raft's snapshot install (Restore, with
+// events for every topic), and a voter restarted from its snapshot has the
+// same state.
+func TestRaftSnapshot(t *testing.T) {
+	tq := newTestQuorum(t, 1, 1)
+	tq.trailingLogs = 1 // the snapshot replaces the log
+	tq.open(1)
+	q := tq.nodes[1]
+	for i := 0; i < 20; i++ {
+		if _, err := q.CreateTopic(Topic{Name: fmt.Sprintf("t%02d", i), Partitions: make([]Partition, 2), Configs: map[string]string{"i": fmt.Sprint(i)}}, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := q.DeleteTopic("t07"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.r.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+
+	tq.open(2) // joins as a non-voter: installs the snapshot
+	j := tq.nodes[2]
+	waitFor(t, "the non-voter to hold the state", 10*time.Second, func() bool { return len(j.Topics()) == 19 })
+	if got, ok := j.Topic("t19"); !ok || got.Configs["i"] != "19" {
+		t.Fatalf("non-voter's t19: %+v %v", got, ok)
+	}
+	if _, ok := j.Topic("t07"); ok {
+		t.Fatal("deleted topic on the non-voter")
+	}
+	if j.r.Stats()["last_snapshot_index"] == "0" {
+		t.Fatal("the non-voter got the state without installing a snapshot")
+	}
+
+	tq.close(2)
+	tq.close(1)
+	tq.open(1)
+	q = tq.nodes[1]
+	q.fsm.mu.RLock()
+	got := q.fsm.st
+	q.fsm.mu.RUnlock()
+	if len(got.Topics) != 19 || got.Topics["t03"].Configs["i"] != "3" {
+		t.Fatalf("after restarting from the snapshot: %d topics", len(got.Topics))
+	}
 }
