@@ -102,13 +102,13 @@ type Raft struct {
 	addr  string // this node's transport address
 	cc    ctlClient
 
-	epoch  atomic.Int64 // this broker's epoch, 0 until registered
+	epoch atomic.Int64 // this broker's epoch, 0 until registered
 	// running is set once r is; controller requests that arrive before
 	// are answered "not the controller".
 	running atomic.Bool
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	ctl struct {
 		sync.Mutex
