@@ -53,6 +53,12 @@ type serveOptions struct {
 	offsetsPartitions int32
 	offsetsRetention  time.Duration
 
+	controllerListen  string
+	controllerVoters  string
+	rack              string
+	heartbeatInterval time.Duration
+	sessionTimeout    time.Duration
+
 	store              objectStoreFlags
 	tierUploadInterval time.Duration
 	tierCheckInterval  time.Duration
@@ -105,10 +111,41 @@ environment, which wins over the file.`,
 	f.Int64Var(&o.mergeTargetBytes, "tier-merge-target-bytes", tier.DefaultMergeTargetBytes, "adjacent remote objects smaller than half this are merged into objects of up to this size (-1: no merging)")
 	f.Int32Var(&o.offsetsPartitions, "offsets-topic-partitions", broker.DefaultOffsetsTopicPartitions, "offsets.topic.num.partitions: partitions of __consumer_offsets when it is created (an existing topic keeps its count)")
 	f.DurationVar(&o.offsetsRetention, "offsets-retention", 7*24*time.Hour, "offsets.retention.minutes: committed offsets of a group without members are dropped this long after its last commit")
+	f.StringVar(&o.controllerListen, "controller-listen", "", "address of this broker's metadata quorum port (raft and requests to the controller), e.g. 127.0.0.1:9093; empty runs a one-broker cluster")
+	f.StringVar(&o.controllerVoters, "controller-voters", "", "controller.quorum.voters: the quorum's voters as id@host:port,... (1, 3 or 5; a broker not listed joins as a non-voter); empty: this broker alone")
+	f.StringVar(&o.rack, "rack", "", "broker.rack: replicas of a partition are spread over racks")
+	f.DurationVar(&o.heartbeatInterval, "broker-heartbeat-interval", 2*time.Second, "broker.heartbeat.interval.ms: how often this broker tells the controller it is alive")
+	f.DurationVar(&o.sessionTimeout, "broker-session-timeout", 9*time.Second, "broker.session.timeout.ms: a broker silent this long is fenced and its partitions move to other replicas")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.adminAddr, "admin-addr", "", "address of the admin HTTP API (retention dry runs) and Go's /debug/pprof handlers (off when empty; no authentication: keep it on loopback)")
 	return cmd
+}
+
+// parseVoters parses controller.quorum.voters: id@host:port,...
+func parseVoters(s string) (map[int32]string, error) {
+	out := map[int32]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, v := range strings.Split(s, ",") {
+		idStr, addr, ok := strings.Cut(strings.TrimSpace(v), "@")
+		id, err := strconv.ParseInt(idStr, 10, 32)
+		if !ok || err != nil || id < 0 {
+			return nil, fmt.Errorf("--controller-voters: %q is not id@host:port", v)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--controller-voters: %q: %w", v, err)
+		}
+		if _, dup := out[int32(id)]; dup {
+			return nil, fmt.Errorf("--controller-voters: voter %d listed twice", id)
+		}
+		out[int32(id)] = addr
+	}
+	if n := len(out); n%2 == 0 {
+		return nil, fmt.Errorf("--controller-voters: %d voters; use an odd number (1, 3 or 5) so a majority survives failures", n)
+	}
+	return out, nil
 }
 
 // applyEnvAndFile fills flags not set on the command line from STRATA_*
@@ -189,6 +226,19 @@ func runServe(o serveOptions) error {
 	if o.offsetsRetention < time.Minute {
 		return fmt.Errorf("--offsets-retention must be at least 1m, got %v", o.offsetsRetention)
 	}
+	voters, err := parseVoters(o.controllerVoters)
+	if err != nil {
+		return err
+	}
+	if len(voters) > 0 && o.controllerListen == "" {
+		return errors.New("--controller-voters needs --controller-listen: the quorum reaches this broker there")
+	}
+	if _, ok := voters[o.nodeID]; ok && voters[o.nodeID] != o.controllerListen {
+		return fmt.Errorf("--controller-voters lists broker %d at %s but --controller-listen is %s", o.nodeID, voters[o.nodeID], o.controllerListen)
+	}
+	if o.heartbeatInterval <= 0 || o.sessionTimeout <= 2*o.heartbeatInterval {
+		return fmt.Errorf("--broker-session-timeout (%v) must be more than twice --broker-heartbeat-interval (%v)", o.sessionTimeout, o.heartbeatInterval)
+	}
 	nofile := logFileLimit(logger)
 	if o.maxPartitions == 0 && nofile > 0 {
 		// Each partition holds one descriptor; keep the segment-file cache
@@ -245,6 +295,11 @@ func runServe(o serveOptions) error {
 		CleanerMapEntries:      o.cleanerMapEntries,
 		MergeTargetBytes:       o.mergeTargetBytes,
 		OffsetsTopicPartitions: o.offsetsPartitions,
+		Rack:                    o.rack,
+		ControllerListen:        o.controllerListen,
+		ControllerVoters:        voters,
+		BrokerHeartbeatInterval: o.heartbeatInterval,
+		BrokerSessionTimeout:    o.sessionTimeout,
 		OffsetsRetention:       o.offsetsRetention,
 		Logger:                 logger,
 	})

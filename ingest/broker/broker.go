@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,17 @@ type Config struct {
 	MaxPartitions int
 	// SyncWorkers is the group-commit fsync pool size.
 	SyncWorkers int
+
+	// ControllerListen is the metadata quorum's address on this broker
+	// (raft and requests to the controller); empty runs a one-node cluster
+	// on an in-memory transport. ControllerVoters maps the quorum's voter
+	// ids to their controller addresses (empty: this broker alone).
+	ControllerListen string
+	ControllerVoters map[int32]string
+	// BrokerHeartbeatInterval and BrokerSessionTimeout are
+	// broker.heartbeat.interval.ms (2s) and broker.session.timeout.ms (9s).
+	BrokerHeartbeatInterval time.Duration
+	BrokerSessionTimeout    time.Duration
 
 	Logger *slog.Logger
 	// FS is the file system for partition logs; nil means the OS.
@@ -126,7 +138,7 @@ func (c *Config) setDefaults() {
 type Broker struct {
 	cfg    Config
 	log    *slog.Logger
-	meta   cluster.Store
+	meta   *cluster.Raft
 	syncer *plog.Syncer
 	files  *plog.FileCache
 	pids   *producer.Allocator
@@ -171,6 +183,11 @@ var (
 	ErrTopicExists             = cluster.ErrTopicExists
 	ErrNotEnoughReplicas       = errors.New("not enough replicas")
 	ErrInternalTopic           = errors.New("internal topics cannot be modified")
+	// ErrNotLeader: this broker holds the partition but does not lead it
+	// (NOT_LEADER_OR_FOLLOWER: clients refresh metadata and go to the
+	// leader). ErrLeaderNotAvailable: no replica can lead it now.
+	ErrNotLeader          = errors.New("not the partition's leader")
+	ErrLeaderNotAvailable = errors.New("the partition has no leader")
 )
 
 // Open starts a broker over cfg.DataDir: it opens the metadata store and
@@ -188,12 +205,34 @@ func Open(cfg Config) (*Broker, error) {
 			return nil, fmt.Errorf("sync %s: %w", d, err)
 		}
 	}
-	meta, err := cluster.OpenLocal(cfg.DataDir, cluster.Broker{ID: cfg.NodeID, Host: cfg.Host, Port: cfg.Port, Rack: cfg.Rack})
+	// The metadata quorum. A broker that ran on the single-node metadata
+	// file (metadata.json, producer-ids) seeds a new quorum with it; the
+	// quorum then keeps metadata.json up to date for offline tools.
+	mirror := filepath.Join(cfg.DataDir, "metadata.json")
+	meta, err := cluster.OpenRaft(cluster.RaftConfig{
+		Dir:               filepath.Join(cfg.DataDir, "metadata"),
+		Self:              cluster.Broker{ID: cfg.NodeID, Host: cfg.Host, Port: cfg.Port, Rack: cfg.Rack},
+		ControllerAddr:    cfg.ControllerListen,
+		Voters:            cfg.ControllerVoters,
+		HeartbeatInterval: cfg.BrokerHeartbeatInterval,
+		SessionTimeout:    cfg.BrokerSessionTimeout,
+		MirrorPath:        mirror,
+		Logger:            cfg.Logger,
+		Import: func() (cluster.Imported, error) {
+			imp, err := cluster.ReadImport(mirror, cfg.NodeID)
+			if err != nil {
+				return imp, err
+			}
+			imp.NextProducerID, err = producer.ReadAllocatorEnd(filepath.Join(cfg.DataDir, "producer-ids"))
+			return imp, err
+		},
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("metadata quorum: %w", err)
 	}
-	pids, err := producer.OpenAllocator(filepath.Join(cfg.DataDir, "producer-ids"), 1000)
+	pids, err := producer.NewQuorumAllocator(1000, meta.AllocateProducerIDs)
 	if err != nil {
+		meta.Close()
 		return nil, fmt.Errorf("producer id allocator: %w", err)
 	}
 	b := &Broker{
@@ -263,12 +302,17 @@ func (b *Broker) partDir(t cluster.Topic, idx int32) string {
 func (b *Broker) openAll() error {
 	keep := map[string]bool{}
 	for _, t := range b.meta.Topics() {
-		for i := range t.Partitions {
+		for i, mp := range t.Partitions {
+			if !slices.Contains(mp.Replicas, b.cfg.NodeID) {
+				continue
+			}
 			dir := b.partDir(t, int32(i))
 			keep[filepath.Base(dir)] = true
-			if _, err := b.openPartition(t, int32(i)); err != nil {
+			p, err := b.openPartition(t, int32(i))
+			if err != nil {
 				return err
 			}
+			p.setState(mp)
 		}
 	}
 	logs := filepath.Join(b.cfg.DataDir, "logs")
@@ -379,13 +423,20 @@ func (b *Broker) onMetadata(ev cluster.Event) {
 	if !ok {
 		return
 	}
+	if t.Name == OffsetsTopic {
+		defer b.syncCoordinators(t)
+	}
 	tc := topicconfig.Resolve(t.Configs)
-	for i := range t.Partitions {
+	for i, mp := range t.Partitions {
+		if !slices.Contains(mp.Replicas, b.cfg.NodeID) {
+			continue
+		}
 		p, err := b.openPartition(t, int32(i))
 		if err != nil {
 			b.log.Error("open partition", "topic", t.Name, "partition", i, "err", err)
 			continue
 		}
+		p.setState(mp)
 		p.setConfig(tc, logConfig(tc, &b.cfg))
 		if err := b.attachTier(p, tc); err != nil {
 			b.log.Error("enable tiering", "topic", t.Name, "partition", i, "err", err)
@@ -393,11 +444,20 @@ func (b *Broker) onMetadata(ev cluster.Event) {
 	}
 }
 
-// Partition returns the partition idx of topic, or ErrUnknownTopicOrPartition.
+// Partition returns the partition idx of topic when this broker leads it;
+// ErrNotLeader or ErrLeaderNotAvailable when another broker or none does,
+// ErrUnknownTopicOrPartition when there is no such partition.
 func (b *Broker) Partition(topic string, idx int32) (*Partition, error) {
 	t, ok := b.meta.Topic(topic)
 	if !ok || idx < 0 || int(idx) >= len(t.Partitions) {
 		return nil, ErrUnknownTopicOrPartition
+	}
+	switch t.Partitions[idx].Leader {
+	case b.cfg.NodeID:
+	case cluster.NoLeader:
+		return nil, fmt.Errorf("%w: %s-%d", ErrLeaderNotAvailable, topic, idx)
+	default:
+		return nil, fmt.Errorf("%w: %s-%d is led by broker %d", ErrNotLeader, topic, idx, t.Partitions[idx].Leader)
 	}
 	b.mu.RLock()
 	p := b.mu.parts[partKey{t.ID, idx}]
@@ -597,6 +657,8 @@ func (b *Broker) Close() error {
 	b.stopGroups()
 	b.cancel()
 	b.wg.Wait()
+	// No metadata change may open or delete partitions from here on.
+	metaErr := b.meta.Close()
 	b.mu.Lock()
 	parts := b.mu.parts
 	b.mu.parts = map[partKey]*Partition{}
@@ -614,7 +676,7 @@ func (b *Broker) Close() error {
 	if b.pids != nil {
 		errs = append(errs, b.pids.Close())
 	}
-	errs = append(errs, b.meta.Close())
+	errs = append(errs, metaErr)
 	return errors.Join(errs...)
 }
 

@@ -98,11 +98,15 @@ func (b *Broker) startGroups() error {
 		})
 	}
 	b.groups = gs
-	// A single node leads every offsets partition.
+	// Coordinators of the offsets partitions this broker leads (on a
+	// single node, all of them); leadership changes later move them
+	// (syncCoordinators).
 	start := time.Now()
-	gs.initial.Add(len(gs.coords))
-	for i := range gs.coords {
-		b.electCoordinator(int32(i), gs.initial.Done)
+	for i, mp := range t.Partitions {
+		if mp.Leader == b.cfg.NodeID {
+			gs.initial.Add(1)
+			b.electCoordinator(int32(i), gs.initial.Done)
+		}
 	}
 	b.wg.Add(1)
 	go func() {
@@ -132,6 +136,29 @@ func (b *Broker) startGroups() error {
 		}
 	})
 	return nil
+}
+
+// syncCoordinators elects or resigns this broker as coordinator of each
+// offsets partition as its leadership says. Called on metadata changes of
+// the offsets topic.
+func (b *Broker) syncCoordinators(t cluster.Topic) {
+	gs := b.groups
+	if gs == nil {
+		return
+	}
+	for i, mp := range t.Partitions {
+		if i >= len(gs.coords) {
+			break
+		}
+		lead := mp.Leader == b.cfg.NodeID
+		switch was := gs.leading[i].Load(); {
+		case lead && !was:
+			b.electCoordinator(int32(i), nil)
+			b.log.Info("elected group coordinator", "partition", i, "leader_epoch", mp.LeaderEpoch)
+		case !lead && was:
+			_ = b.ResignCoordinator(int32(i))
+		}
+	}
 }
 
 // WaitGroupsLoaded returns once the coordinator loads started by Open have

@@ -23,6 +23,8 @@ type Partition struct {
 
 	log *plog.Log
 	tp  atomic.Pointer[tier.Partition] // set when the topic is tiered
+	// state is the partition's metadata: leader, epochs, replicas, ISR.
+	state atomic.Pointer[cluster.Partition]
 	// needsTier is set for tiered topics from the first attempt to open
 	// the tier; with no tier attached yet, an empty log refuses writes.
 	needsTier atomic.Bool
@@ -62,9 +64,17 @@ func (p *Partition) setTiered(tp *tier.Partition) { p.tp.Store(tp) }
 // Tier returns the partition's tier, nil unless the topic is tiered.
 func (p *Partition) Tier() *tier.Partition { return p.tiered() }
 
-// LeaderEpoch is the partition's current leader epoch. A single node keeps
-// epoch 0 until the metadata quorum arrives.
-func (p *Partition) LeaderEpoch() int32 { return 0 }
+// LeaderEpoch is the partition's current leader epoch (from the metadata
+// quorum; it grows with every change of leader, including a restart).
+func (p *Partition) LeaderEpoch() int32 {
+	if st := p.state.Load(); st != nil {
+		return st.LeaderEpoch
+	}
+	return 0
+}
+
+// setState records the partition's metadata.
+func (p *Partition) setState(st cluster.Partition) { p.state.Store(&st) }
 
 // HighWatermark is the offset below which records are durable and visible to
 // consumers. On a single node it is the log's durable offset.

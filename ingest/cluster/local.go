@@ -301,8 +301,17 @@ func (l *Local) SetConfigs(name string, configs map[string]string) (Topic, error
 func (l *Local) Close() error { return nil }
 
 func (l *Local) persistLocked() error {
-	f := localFile{Version: localFormatVersion, ClusterID: l.mu.clusterID}
-	for _, t := range l.mu.byName {
+	raw, err := encodeLocalFile(l.mu.clusterID, l.mu.byName)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(l.path, raw)
+}
+
+// encodeLocalFile writes the metadata file format.
+func encodeLocalFile(clusterID string, topics map[string]Topic) ([]byte, error) {
+	f := localFile{Version: localFormatVersion, ClusterID: clusterID}
+	for _, t := range topics {
 		lt := localTopic{Name: t.Name, ID: t.ID.String(), Internal: t.Internal, Partitions: int32(len(t.Partitions)), Configs: t.Configs}
 		for _, p := range t.Partitions {
 			lt.Epochs = append(lt.Epochs, p.LeaderEpoch)
@@ -312,9 +321,9 @@ func (l *Local) persistLocked() error {
 	sort.Slice(f.Topics, func(i, j int) bool { return f.Topics[i].Name < f.Topics[j].Name })
 	raw, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encode metadata: %w", err)
+		return nil, fmt.Errorf("encode metadata: %w", err)
 	}
-	return WriteFileAtomic(l.path, raw)
+	return raw, nil
 }
 
 // WriteFileAtomic replaces path with data durably: a temp file in the same

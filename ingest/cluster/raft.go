@@ -51,9 +51,14 @@ type RaftConfig struct {
 	// Voters maps voter ids to their controller addresses. Empty makes
 	// this broker the only voter. A broker not listed joins as a non-voter.
 	Voters map[int32]string
-	// Import returns the state of an older single-node metadata file; it
-	// seeds the quorum once, when the controller finds the state empty.
-	Import func() (clusterID string, topics []Topic, err error)
+	// Import returns the state of an older single-node broker (its
+	// metadata file and producer id allocator); it seeds the quorum once,
+	// when the controller finds the state empty.
+	Import func() (Imported, error)
+	// MirrorPath, if set, is a metadata file in Local's format rewritten
+	// after every change of topics: offline tools (strata tier ls) read it,
+	// and Import can read it back if the quorum's own state is lost.
+	MirrorPath string
 	// HeartbeatInterval is broker.heartbeat.interval.ms (2s);
 	// SessionTimeout is broker.session.timeout.ms (9s).
 	HeartbeatInterval time.Duration
@@ -88,6 +93,30 @@ func (c *RaftConfig) defaults() {
 	if len(c.Voters) == 0 {
 		c.Voters = map[int32]string{c.Self.ID: c.ControllerAddr}
 	}
+}
+
+// Imported is the state of an older single-node broker.
+type Imported struct {
+	ClusterID      string
+	Topics         []Topic
+	NextProducerID int64
+}
+
+// ReadImport reads a Local metadata file (absent: nothing to import) for
+// RaftConfig.Import, as broker self.
+func ReadImport(path string, self int32) (Imported, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Imported{}, nil
+	}
+	if err != nil {
+		return Imported{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	id, topics, err := decodeLocalFile(raw, self)
+	if err != nil {
+		return Imported{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return Imported{ClusterID: id, Topics: topics}, nil
 }
 
 // Raft is a Store backed by the metadata quorum.
@@ -130,7 +159,7 @@ func OpenRaft(cfg RaftConfig) (*Raft, error) {
 	}
 	q := &Raft{cfg: cfg, log: cfg.Logger.With("component", "metadata")}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
-	q.fsm = &fsm{st: NewState(), log: q.log}
+	q.fsm = &fsm{st: NewState(), log: q.log, mirror: cfg.MirrorPath}
 	if err := q.start(); err != nil {
 		q.Close()
 		return nil, err
@@ -285,28 +314,27 @@ func (q *Raft) initialize(deadline time.Time) error {
 			return errors.New("metadata quorum: cluster not initialized in time")
 		}
 		if q.r.State() == raft.Leader {
-			var clusterID string
-			var topics []Topic
+			var imp Imported
 			if q.cfg.Import != nil {
 				var err error
-				if clusterID, topics, err = q.cfg.Import(); err != nil {
+				if imp, err = q.cfg.Import(); err != nil {
 					return fmt.Errorf("import metadata: %w", err)
 				}
 			}
-			if clusterID == "" {
-				clusterID = newClusterID()
+			if imp.ClusterID == "" {
+				imp.ClusterID = newClusterID()
 			}
-			if len(topics) > 0 {
-				cmd := Command{Type: CmdImport}
-				for _, t := range topics {
+			if len(imp.Topics) > 0 || imp.NextProducerID > 0 {
+				cmd := Command{Type: CmdImport, Count: imp.NextProducerID}
+				for _, t := range imp.Topics {
 					cmd.Topics = append(cmd.Topics, recordOf(t))
 				}
 				if resp := q.propose(cmd); resp.Err != "" {
 					return fmt.Errorf("import metadata: %s", resp.Err)
 				}
-				q.log.Info("imported the single-node metadata", "topics", len(topics))
+				q.log.Info("imported the single-node metadata", "topics", len(imp.Topics), "next_producer_id", imp.NextProducerID)
 			}
-			if resp := q.propose(Command{Type: CmdInit, ClusterID: clusterID}); resp.Err != "" {
+			if resp := q.propose(Command{Type: CmdInit, ClusterID: imp.ClusterID}); resp.Err != "" {
 				return fmt.Errorf("initialize metadata: %s", resp.Err)
 			}
 			continue
@@ -798,9 +826,10 @@ func (q *Raft) Close() error {
 
 // fsm is the raft state machine over State.
 type fsm struct {
-	mu  sync.RWMutex
-	st  *State
-	log *slog.Logger
+	mu     sync.RWMutex
+	st     *State
+	log    *slog.Logger
+	mirror string
 
 	watchMu  sync.Mutex
 	watchers []func(Event)
@@ -826,6 +855,17 @@ func (f *fsm) Apply(l *raft.Log) any {
 func (f *fsm) notify(evs []Event) {
 	if len(evs) == 0 {
 		return
+	}
+	if f.mirror != "" {
+		f.mu.RLock()
+		raw, err := encodeLocalFile(f.st.ClusterID, f.st.Topics)
+		f.mu.RUnlock()
+		if err == nil {
+			err = WriteFileAtomic(f.mirror, raw)
+		}
+		if err != nil {
+			f.log.Warn("could not write the metadata mirror", "path", f.mirror, "err", err)
+		}
 	}
 	f.watchMu.Lock()
 	ws := slices.Clone(f.watchers)

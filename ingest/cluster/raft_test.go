@@ -21,7 +21,7 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func openSingle(t *testing.T, dir string, imp func() (string, []Topic, error)) *Raft {
+func openSingle(t *testing.T, dir string, imp func() (Imported, error)) *Raft {
 	t.Helper()
 	q, err := OpenRaft(RaftConfig{Dir: dir, Self: Broker{ID: 1, Host: "127.0.0.1", Port: 9092}, Import: imp, Logger: quietLogger()})
 	if err != nil {
@@ -45,9 +45,9 @@ func TestRaftSingleVoter(t *testing.T) {
 		t.Fatal(err)
 	}
 	imports := 0
-	imp := func() (string, []Topic, error) {
+	imp := func() (Imported, error) {
 		imports++
-		return local.ClusterID(), local.Topics(), nil
+		return Imported{ClusterID: local.ClusterID(), Topics: local.Topics(), NextProducerID: 7000}, nil
 	}
 	q := openSingle(t, dir+"/raft", imp)
 	if q.ClusterID() != local.ClusterID() || imports != 1 {
@@ -87,8 +87,8 @@ func TestRaftSingleVoter(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, err := q.AllocateProducerIDs(1000)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || first != 7000 {
+		t.Fatalf("first producer id %d (%v), want the imported 7000", first, err)
 	}
 	evMu.Lock()
 	if len(events) != 4 || !events[3].Deleted || events[3].Topic != "old" {

@@ -270,6 +270,7 @@ func (s *State) applyImport(c Command) Result {
 		s.ByID[t.ID] = t.Name
 		res.Events = append(res.Events, Event{Topic: t.Name, ID: t.ID})
 	}
+	s.NextProducerID = max(s.NextProducerID, c.Count)
 	return res
 }
 

@@ -47,6 +47,9 @@ var (
 type Allocator struct {
 	path      string
 	blockSize int64
+	// reserve, when set, reserves blocks elsewhere (the metadata quorum)
+	// instead of in the file at path.
+	reserve func(n int64) (first int64, err error)
 
 	mu struct {
 		sync.Mutex
@@ -85,6 +88,34 @@ func OpenAllocator(path string, blockSize int64) (*Allocator, error) {
 	return a, nil
 }
 
+// NewQuorumAllocator returns an allocator whose blocks of blockSize ids are
+// reserved by reserve (the cluster's metadata quorum, so that ids are
+// unique across brokers). A failed reservation is returned to the caller
+// and retried by the next Next; it is not sticky.
+func NewQuorumAllocator(blockSize int64, reserve func(n int64) (first int64, err error)) (*Allocator, error) {
+	if blockSize <= 0 {
+		return nil, fmt.Errorf("producer id allocator: %w (got %d)", errAllocatorBlockSize, blockSize)
+	}
+	return &Allocator{path: "metadata quorum", blockSize: blockSize, reserve: reserve}, nil
+}
+
+// ReadAllocatorEnd returns the first id not yet reserved in an allocator
+// file (0 when there is none), to carry it into the metadata quorum.
+func ReadAllocatorEnd(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read producer id allocator: %w", err)
+	}
+	end, err := decodeAllocatorFile(b)
+	if err != nil {
+		return 0, fmt.Errorf("producer id allocator %s: %w", path, err)
+	}
+	return end, nil
+}
+
 // Next returns a producer id never returned before for this file. It is safe
 // for concurrent use. Once per block it writes and syncs the file while
 // holding the allocator's lock, so concurrent callers wait for that write.
@@ -96,6 +127,13 @@ func (a *Allocator) Next() (int64, error) {
 	}
 	if a.mu.err != nil {
 		return 0, a.mu.err
+	}
+	if a.mu.next >= a.mu.end && a.reserve != nil {
+		first, err := a.reserve(a.blockSize)
+		if err != nil {
+			return 0, fmt.Errorf("reserve producer ids: %w", err)
+		}
+		a.mu.next, a.mu.end = first, first+a.blockSize
 	}
 	if a.mu.next >= a.mu.end {
 		if a.mu.end > math.MaxInt64-a.blockSize {

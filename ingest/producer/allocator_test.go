@@ -2,6 +2,7 @@ package producer
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -265,4 +266,47 @@ func FuzzDecodeAllocatorFile(f *testing.F) {
 			t.Fatalf("decoded %d from %x, which does not re-encode", end, b)
 		}
 	})
+}
+
+// TestQuorumAllocator: blocks come from the reservation function, ids are
+// handed out in order within a block, and a failed reservation is returned
+// and retried rather than sticky.
+func TestQuorumAllocator(t *testing.T) {
+	next := int64(500)
+	fail := false
+	a, err := NewQuorumAllocator(3, func(n int64) (int64, error) {
+		if fail {
+			return 0, errors.New("no controller")
+		}
+		first := next
+		next += n
+		return first, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for i := 0; i < 4; i++ {
+		id, err := a.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, id)
+	}
+	if fmt.Sprint(got) != "[500 501 502 503]" {
+		t.Fatalf("ids %v", got)
+	}
+	a.Next()
+	a.Next() // block [503,506) used up
+	fail = true
+	if _, err := a.Next(); err == nil {
+		t.Fatal("no error from a failed reservation")
+	}
+	fail = false
+	if id, err := a.Next(); err != nil || id != 506 {
+		t.Fatalf("after the failure: %d %v", id, err)
+	}
+	if _, err := NewQuorumAllocator(0, nil); err == nil {
+		t.Fatal("block size 0 accepted")
+	}
 }

@@ -106,6 +106,9 @@ func metadataTopic(t cluster.Topic) kmsg.MetadataResponseTopic {
 		mp.Partition = int32(i)
 		mp.Leader = p.Leader
 		mp.LeaderEpoch = p.LeaderEpoch
+		if p.Leader == cluster.NoLeader {
+			mp.ErrorCode = kerr.LeaderNotAvailable.Code
+		}
 		mp.Replicas = p.Replicas
 		mp.ISR = p.ISR
 		mp.OfflineReplicas = []int32{}

@@ -41,8 +41,14 @@ func errCode(err error) int16 {
 		return kerr.InvalidTopicException.Code
 	case errors.Is(err, broker.ErrInvalidPartitions), errors.Is(err, cluster.ErrInvalidPartition):
 		return kerr.InvalidPartitions.Code
-	case errors.Is(err, broker.ErrInvalidReplication):
+	case errors.Is(err, broker.ErrInvalidReplication), errors.Is(err, cluster.ErrInvalidReplication):
 		return kerr.InvalidReplicationFactor.Code
+	case errors.Is(err, broker.ErrNotLeader):
+		return kerr.NotLeaderForPartition.Code
+	case errors.Is(err, broker.ErrLeaderNotAvailable):
+		return kerr.LeaderNotAvailable.Code
+	case errors.Is(err, cluster.ErrNotController):
+		return kerr.NotController.Code
 	case errors.Is(err, broker.ErrTopicExists):
 		return kerr.TopicAlreadyExists.Code
 	case errors.Is(err, context.DeadlineExceeded):
