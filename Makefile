@@ -10,7 +10,7 @@ VERSITYGW_VERSION := v1.8.0
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 30s
 
-.PHONY: all build run test lint bench fuzz soak tools tools-go tools-apt clean
+.PHONY: all build run cluster test lint bench fuzz soak tools tools-go tools-apt clean
 
 all: build
 
@@ -20,6 +20,10 @@ build:
 ## run: build and start a single-node broker on 127.0.0.1:9092 (data in ./strata-data).
 run: build
 	$(BIN)/strata serve --admin-addr 127.0.0.1:9644
+
+## cluster: three brokers on loopback forming one metadata quorum (Ctrl-C stops them); see docs/replication.md.
+cluster: build
+	STRATA_BIN=$(BIN)/strata scripts/cluster.sh
 
 ## tools: install everything the tests need (Go tools into ./bin, kcat with apt-get).
 tools: tools-go tools-apt

@@ -58,6 +58,7 @@ type serveOptions struct {
 	rack              string
 	heartbeatInterval time.Duration
 	sessionTimeout    time.Duration
+	replicaLagTime    time.Duration
 
 	store              objectStoreFlags
 	tierUploadInterval time.Duration
@@ -116,6 +117,7 @@ environment, which wins over the file.`,
 	f.StringVar(&o.rack, "rack", "", "broker.rack: replicas of a partition are spread over racks")
 	f.DurationVar(&o.heartbeatInterval, "broker-heartbeat-interval", 2*time.Second, "broker.heartbeat.interval.ms: how often this broker tells the controller it is alive")
 	f.DurationVar(&o.sessionTimeout, "broker-session-timeout", 9*time.Second, "broker.session.timeout.ms: a broker silent this long is fenced and its partitions move to other replicas")
+	f.DurationVar(&o.replicaLagTime, "replica-lag-time-max", broker.DefaultReplicaLagTime, "replica.lag.time.max.ms: a follower that has not caught up with its leader for this long leaves the ISR")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.adminAddr, "admin-addr", "", "address of the admin HTTP API (retention dry runs) and Go's /debug/pprof handlers (off when empty; no authentication: keep it on loopback)")
@@ -300,6 +302,7 @@ func runServe(o serveOptions) error {
 		ControllerVoters:        voters,
 		BrokerHeartbeatInterval: o.heartbeatInterval,
 		BrokerSessionTimeout:    o.sessionTimeout,
+		ReplicaLagTime:          o.replicaLagTime,
 		OffsetsRetention:        o.offsetsRetention,
 		Logger:                  logger,
 	})
@@ -343,6 +346,11 @@ func runServe(o serveOptions) error {
 		if err != nil {
 			logger.Error("server stopped", "err", err)
 		}
+	}
+	// Hand leadership to other replicas while clients can still be told
+	// where it went (NOT_LEADER_OR_FOLLOWER, then new metadata).
+	if err := b.ControlledShutdown(15 * time.Second); err != nil {
+		logger.Warn("controlled shutdown", "err", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

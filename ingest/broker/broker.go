@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +27,7 @@ import (
 	plog "github.com/strata-io/strata/ingest/log"
 	"github.com/strata-io/strata/ingest/log/vfs"
 	"github.com/strata-io/strata/ingest/producer"
+	"github.com/strata-io/strata/ingest/replica"
 	"github.com/strata-io/strata/ingest/topicconfig"
 	"github.com/strata-io/strata/tier"
 )
@@ -65,6 +68,9 @@ type Config struct {
 	// broker.heartbeat.interval.ms (2s) and broker.session.timeout.ms (9s).
 	BrokerHeartbeatInterval time.Duration
 	BrokerSessionTimeout    time.Duration
+	// ReplicaLagTime is replica.lag.time.max.ms: a follower that has not
+	// caught up with the leader for this long leaves the ISR.
+	ReplicaLagTime time.Duration
 
 	Logger *slog.Logger
 	// FS is the file system for partition logs; nil means the OS.
@@ -132,6 +138,9 @@ func (c *Config) setDefaults() {
 	if c.CleanerBackoff <= 0 {
 		c.CleanerBackoff = DefaultCleanerBackoff
 	}
+	if c.ReplicaLagTime <= 0 {
+		c.ReplicaLagTime = DefaultReplicaLagTime
+	}
 }
 
 // Broker serves the partitions of one node.
@@ -163,6 +172,8 @@ type Broker struct {
 	descWritten map[cluster.TopicID]string
 	// groups is the group coordinators, set once by Open (groups.go).
 	groups *groupState
+	// replicas fetches the partitions this broker follows.
+	replicas *replica.Manager
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -246,11 +257,25 @@ func Open(cfg Config) (*Broker, error) {
 	b.mu.parts = map[partKey]*Partition{}
 	b.descWritten = map[cluster.TopicID]string{}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.replicas = replica.NewManager(replica.Config{
+		Self: cfg.NodeID, Logger: cfg.Logger.With("component", "replica-fetcher"),
+		Resolve: func(id int32) (string, bool) {
+			r, ok := meta.Registration(id)
+			if !ok || r.Fenced {
+				return "", false
+			}
+			return net.JoinHostPort(r.Host, strconv.Itoa(int(r.Port))), true
+		},
+	})
 	if err := b.openAll(); err != nil {
 		b.Close()
 		return nil, err
 	}
 	meta.Watch(b.onMetadata)
+	// Changes applied between openAll and Watch.
+	for _, t := range meta.Topics() {
+		b.onMetadata(cluster.Event{Topic: t.Name, ID: t.ID})
+	}
 	if cfg.Tier != nil {
 		if err := b.importTopics(); err != nil {
 			b.Close()
@@ -261,7 +286,8 @@ func Open(cfg Config) (*Broker, error) {
 		b.Close()
 		return nil, err
 	}
-	b.wg.Add(2)
+	b.wg.Add(3)
+	go b.every(time.Second, b.manageISR)
 	// Retention and producer-state expiry; compaction, one partition at a
 	// time (Kafka's log.cleaner.threads=1).
 	go b.every(b.cfg.RetentionCheckInterval, b.ApplyRetention)
@@ -312,7 +338,7 @@ func (b *Broker) openAll() error {
 			if err != nil {
 				return err
 			}
-			p.setState(mp)
+			b.applyState(p, mp)
 		}
 	}
 	logs := filepath.Join(b.cfg.DataDir, "logs")
@@ -436,7 +462,7 @@ func (b *Broker) onMetadata(ev cluster.Event) {
 			b.log.Error("open partition", "topic", t.Name, "partition", i, "err", err)
 			continue
 		}
-		p.setState(mp)
+		b.applyState(p, mp)
 		p.setConfig(tc, logConfig(tc, &b.cfg))
 		if err := b.attachTier(p, tc); err != nil {
 			b.log.Error("enable tiering", "topic", t.Name, "partition", i, "err", err)
@@ -657,8 +683,12 @@ func (b *Broker) Close() error {
 	b.stopGroups()
 	b.cancel()
 	b.wg.Wait()
-	// No metadata change may open or delete partitions from here on.
+	// No metadata change may open or delete partitions from here on, and
+	// nothing is fetched from leaders.
 	metaErr := b.meta.Close()
+	if b.replicas != nil {
+		b.replicas.Close()
+	}
 	b.mu.Lock()
 	parts := b.mu.parts
 	b.mu.parts = map[partKey]*Partition{}

@@ -299,8 +299,9 @@ func (b *Broker) stopGroups() {
 	}
 }
 
-// readOffsetsPartition returns every record of an offsets partition below
-// its high watermark, in log order.
+// readOffsetsPartition returns every record of an offsets partition, in log
+// order, up to its log end: a new leader's high watermark may lag until its
+// followers report, and what its log holds is what it will commit.
 func (b *Broker) readOffsetsPartition(idx int32) ([]group.Record, error) {
 	p, err := b.Partition(OffsetsTopic, idx)
 	if err != nil {
@@ -308,8 +309,8 @@ func (b *Broker) readOffsetsPartition(idx int32) ([]group.Record, error) {
 	}
 	var out []group.Record
 	off := p.LogStartOffset()
-	for off < p.HighWatermark() {
-		data, err := p.Read(b.ctx, off, 1<<20, true)
+	for off < p.LogEndOffset() {
+		data, err := p.ReadForFollower(off, 1<<20)
 		if err != nil {
 			return nil, fmt.Errorf("read %s-%d at %d: %w", OffsetsTopic, idx, off, err)
 		}

@@ -25,6 +25,8 @@ type Partition struct {
 	tp  atomic.Pointer[tier.Partition] // set when the topic is tiered
 	// state is the partition's metadata: leader, epochs, replicas, ISR.
 	state atomic.Pointer[cluster.Partition]
+	// rep is the replication state (replication.go).
+	rep replication
 	// needsTier is set for tiered topics from the first attempt to open
 	// the tier; with no tier attached yet, an empty log refuses writes.
 	needsTier atomic.Bool
@@ -72,16 +74,6 @@ func (p *Partition) LeaderEpoch() int32 {
 	}
 	return 0
 }
-
-// setState records the partition's metadata.
-func (p *Partition) setState(st cluster.Partition) { p.state.Store(&st) }
-
-// HighWatermark is the offset below which records are durable and visible to
-// consumers. On a single node it is the log's durable offset.
-func (p *Partition) HighWatermark() int64 { return p.log.DurableOffset() }
-
-// LastStableOffset equals the high watermark until transactions exist.
-func (p *Partition) LastStableOffset() int64 { return p.log.DurableOffset() }
 
 // LogStartOffset is the first offset still in the log.
 func (p *Partition) LogStartOffset() int64 { return p.log.StartOffset() }
@@ -194,11 +186,6 @@ func recompressAll(records []byte, codec int) ([]byte, error) {
 		return records, nil
 	}
 	return out, nil
-}
-
-// WaitDurable blocks until every record up to offset is durable.
-func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
-	return p.log.WaitDurable(ctx, offset)
 }
 
 // ErrRemoteRead is returned by Read when the offset lies in the bucket and
@@ -322,6 +309,14 @@ func (p *Partition) RemoveWaiter(w *Waiter) {
 
 // onDurable runs on the log's syncer; it must not block.
 func (p *Partition) onDurable(int64) {
+	p.wakeWaiters()
+	// A leader alone in its ISR commits what is durable; followers are
+	// woken to fetch it.
+	p.recomputeHW()
+}
+
+// wakeWaiters wakes fetch long polls.
+func (p *Partition) wakeWaiters() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for w := range p.mu.waiters {
@@ -332,5 +327,12 @@ func (p *Partition) onDurable(int64) {
 	}
 }
 
-// close wakes every waiter so that long polls end promptly.
-func (p *Partition) close() { p.onDurable(0) }
+// close wakes every waiter so that long polls end promptly, and waiters
+// for the high watermark.
+func (p *Partition) close() {
+	p.wakeWaiters()
+	p.rep.mu.Lock()
+	p.rep.leading = false
+	p.rep.signalLocked()
+	p.rep.mu.Unlock()
+}

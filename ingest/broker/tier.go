@@ -70,6 +70,9 @@ func (b *Broker) TierPass(gc bool) {
 	b.mu.RLock()
 	var parts, detached []*Partition
 	for _, p := range b.mu.parts {
+		if !p.leads(b.cfg.NodeID) {
+			continue // only the leader uploads and expires the bucket's history
+		}
 		if p.tiered() != nil {
 			parts = append(parts, p)
 		} else if p.needsTier.Load() {

@@ -94,13 +94,14 @@ func (p *Partition) remoteCompactionConfig() (compactor.Config, error) {
 	return cfg, nil
 }
 
-// tieredPartitions returns the partitions with an open tier.
+// tieredPartitions returns the partitions with an open tier that this
+// broker leads (only the leader changes the bucket).
 func (b *Broker) tieredPartitions() []*Partition {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	var out []*Partition
 	for _, p := range b.mu.parts {
-		if p.tiered() != nil {
+		if p.tiered() != nil && p.leads(b.cfg.NodeID) {
 			out = append(out, p)
 		}
 	}

@@ -58,8 +58,8 @@ func AssignReplicas(brokers []Broker, partitions, rf, start int) ([][]int32, err
 		used := map[int32]bool{order[first].ID: true}
 		usedRack := map[string]bool{order[first].Rack: true}
 		for pass := 0; pass < 2 && len(reps) < rf; pass++ {
-			for k := 1; k < n && len(reps) < rf; k++ {
-				b := order[(first+k+shift)%n]
+			for k := 0; k < n && len(reps) < rf; k++ {
+				b := order[(first+1+shift+k)%n]
 				if used[b.ID] || pass == 0 && usedRack[b.Rack] {
 					continue
 				}

@@ -30,6 +30,7 @@ func TestAssignReplicas(t *testing.T) {
 	}{
 		{1, 5, 1, nil}, {3, 6, 3, nil}, {5, 50, 3, nil}, {4, 12, 2, nil},
 		{6, 24, 3, []string{"a", "b", "c"}}, {4, 8, 3, []string{"a", "b"}}, {5, 10, 2, []string{"a", "b"}},
+		{3, 12, 3, []string{"a", "b"}}, {5, 20, 4, []string{"a", "b", "c"}},
 	} {
 		t.Run(fmt.Sprintf("%d-brokers-%d-parts-rf%d-racks%d", tc.brokers, tc.parts, tc.rf, len(tc.racks)), func(t *testing.T) {
 			for start := 0; start < tc.brokers; start++ {

@@ -65,6 +65,11 @@ type RaftConfig struct {
 	SessionTimeout    time.Duration
 	// StartTimeout bounds OpenRaft's wait for a controller (60s).
 	StartTimeout time.Duration
+	// LeaderRebalanceInterval is leader.imbalance.check.interval.seconds
+	// (5m): how often the controller moves leadership back to preferred
+	// replicas that are in sync (auto.leader.rebalance.enable); negative
+	// turns it off.
+	LeaderRebalanceInterval time.Duration
 	// RequestTimeout bounds one write, retries at a new controller included
 	// (15s).
 	RequestTimeout time.Duration
@@ -86,6 +91,9 @@ func (c *RaftConfig) defaults() {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 15 * time.Second
+	}
+	if c.LeaderRebalanceInterval == 0 {
+		c.LeaderRebalanceInterval = 5 * time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -132,6 +140,9 @@ type Raft struct {
 	cc    ctlClient
 
 	epoch atomic.Int64 // this broker's epoch, 0 until registered
+	// stopping is set by ControlledShutdown: no more heartbeats, so the
+	// controller does not unfence this broker again.
+	stopping atomic.Bool
 	// running is set once r is; controller requests that arrive before
 	// are answered "not the controller".
 	running atomic.Bool
@@ -144,6 +155,8 @@ type Raft struct {
 		leading     bool
 		leaderSince time.Time
 		seen        map[int32]time.Time // last heartbeat per broker, while leading
+		// lastRebalance is when preferred leaders were last checked.
+		lastRebalance time.Time
 	}
 }
 
@@ -378,7 +391,7 @@ func (q *Raft) heartbeatLoop() {
 
 func (q *Raft) heartbeat() {
 	epoch := q.epoch.Load()
-	if epoch == 0 {
+	if epoch == 0 || q.stopping.Load() {
 		return
 	}
 	_, err := q.do(ctlRequest{Op: opHeartbeat, BrokerID: q.cfg.Self.ID, Epoch: epoch}, time.Now().Add(q.cfg.HeartbeatInterval))
@@ -409,6 +422,11 @@ func (q *Raft) controllerLoop() {
 		leading := q.r.State() == raft.Leader
 		now := time.Now()
 		q.ctl.Lock()
+		rebalance := false
+		if leading && q.cfg.LeaderRebalanceInterval > 0 && now.Sub(q.ctl.lastRebalance) > q.cfg.LeaderRebalanceInterval {
+			q.ctl.lastRebalance = now
+			rebalance = q.ctl.leading // not in the first tick of a new controller
+		}
 		if leading && !q.ctl.leading {
 			// A new controller gives every broker a full session to
 			// reach it before fencing anyone.
@@ -431,7 +449,51 @@ func (q *Raft) controllerLoop() {
 			resp := q.propose(Command{Type: CmdFenceBroker, BrokerID: r.ID, Epoch: r.Epoch})
 			q.log.Warn("fenced a broker that stopped heartbeating", "broker", r.ID, "broker_epoch", r.Epoch, "err", resp.Err)
 		}
+		if rebalance && q.imbalanced() {
+			resp := q.propose(Command{Type: CmdPreferredLeaders})
+			q.log.Info("moved leadership back to preferred replicas", "err", resp.Err)
+		}
 	}
+}
+
+// imbalanced reports whether some partition is not led by its preferred
+// replica although that one could lead.
+func (q *Raft) imbalanced() bool {
+	q.fsm.mu.RLock()
+	defer q.fsm.mu.RUnlock()
+	for _, t := range q.fsm.st.Topics {
+		for _, p := range t.Partitions {
+			if PreferredLeader(p, q.fsm.st.usable).Leader != p.Leader {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ControlledShutdown hands this broker's work to others before it stops
+// (SIGTERM): it stops heartbeating and asks the controller to fence it,
+// which moves leadership of its partitions to other in-sync replicas, and
+// if this node is the controller it hands the quorum's leadership to
+// another voter. A broker that is alone has no one to hand over to and
+// returns at once.
+func (q *Raft) ControlledShutdown(timeout time.Duration) error {
+	if len(q.usableBrokers()) <= 1 {
+		return nil
+	}
+	q.stopping.Store(true)
+	deadline := time.Now().Add(timeout)
+	_, err := q.do(ctlRequest{Op: opApply, Cmd: &Command{Type: CmdFenceBroker, BrokerID: q.cfg.Self.ID, Epoch: q.epoch.Load()}}, deadline)
+	if err != nil {
+		return fmt.Errorf("controlled shutdown: %w", err)
+	}
+	if q.r.State() == raft.Leader && len(q.cfg.Voters) > 1 {
+		if err := q.r.LeadershipTransfer().Error(); err != nil {
+			q.log.Warn("could not hand over the controller role", "err", err)
+		}
+	}
+	q.log.Info("controlled shutdown: leadership moved to other replicas", "broker", q.cfg.Self.ID)
+	return nil
 }
 
 // handle serves a controller request; only the controller does.
@@ -936,6 +998,8 @@ type slogWriter struct{ log *slog.Logger }
 func (w *slogWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	switch {
+	case strings.Contains(line, "heartbeat timeout reached, starting election"):
+		w.log.Info(line) // every start of a lone voter, and the start of any election
 	case strings.Contains(line, "[ERROR]"):
 		w.log.Error(line)
 	case strings.Contains(line, "[WARN]"):

@@ -152,6 +152,7 @@ type testQuorum struct {
 	nodes  map[int32]*Raft
 	// trailingLogs, when set, is the raft log kept after a snapshot.
 	trailingLogs uint64
+	rebalance    time.Duration
 }
 
 func (tq *testQuorum) cfg(id int32) RaftConfig {
@@ -160,7 +161,7 @@ func (tq *testQuorum) cfg(id int32) RaftConfig {
 		ControllerAddr: tq.addrs[id], Voters: tq.voters,
 		HeartbeatInterval: 100 * time.Millisecond, SessionTimeout: time.Second,
 		StartTimeout: 30 * time.Second, Logger: quietLogger().With("node", id),
-		trailingLogs: tq.trailingLogs,
+		trailingLogs: tq.trailingLogs, LeaderRebalanceInterval: tq.rebalance,
 	}
 }
 
@@ -401,4 +402,69 @@ func TestRaftSnapshot(t *testing.T) {
 	if len(got.Topics) != 19 || got.Topics["t03"].Configs["i"] != "3" {
 		t.Fatalf("after restarting from the snapshot: %d topics", len(got.Topics))
 	}
+}
+
+// TestRaftControlledShutdown: a broker shutting down (SIGTERM) has its
+// leadership moved to in-sync replicas before it stops, hands the
+// controller role over if it holds it, and is not unfenced again by its
+// own heartbeats; once back and in sync, the controller's periodic
+// preferred-leader election gives it its partitions back.
+func TestRaftControlledShutdown(t *testing.T) {
+	tq := newTestQuorum(t, 3, 0)
+	tq.rebalance = 300 * time.Millisecond
+	tq.open(1, 2, 3)
+	q := tq.nodes[1]
+	waitFor(t, "three brokers", 10*time.Second, func() bool { return len(q.Brokers()) == 3 })
+	tp, err := q.CreateTopic(Topic{Name: "t", Partitions: make([]Partition, 6)}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Shut down the controller's broker: it has partitions to hand over
+	// and the quorum to hand over.
+	victim := q.ControllerID()
+	vq := tq.nodes[victim]
+	if err := vq.ControlledShutdown(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var other *Raft
+	for id, n := range tq.nodes {
+		if id != victim {
+			other = n
+		}
+	}
+	waitFor(t, "a new controller", 10*time.Second, func() bool { c := other.ControllerID(); return c != -1 && c != victim })
+	waitFor(t, "leadership to move off the broker shutting down", 10*time.Second, func() bool {
+		tp, _ = other.Topic("t")
+		for _, p := range tp.Partitions {
+			if p.Leader == victim || p.Leader == NoLeader || slices.Contains(p.ISR, victim) {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(500 * time.Millisecond) // heartbeats would have unfenced it
+	if r, _ := other.Registration(victim); !r.Fenced {
+		t.Fatal("the broker shutting down was unfenced again")
+	}
+	tq.close(victim)
+	tq.open(victim)
+	waitFor(t, "the broker to be back", 10*time.Second, func() bool { r, _ := other.Registration(victim); return !r.Fenced })
+	// Its leaders add it back to the ISRs (replication's job), and the
+	// controller then restores preferred leaders.
+	tp, _ = other.Topic("t")
+	for i, p := range tp.Partitions {
+		if _, err := other.AlterPartition(AlterPartition{TopicID: tp.ID, Partition: int32(i), Leader: p.Leader,
+			LeaderEpoch: p.LeaderEpoch, PartitionEpoch: p.PartitionEpoch, ISR: append(slices.Clone(p.ISR), victim)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "preferred leaders restored", 10*time.Second, func() bool {
+		tp, _ := other.Topic("t")
+		for _, p := range tp.Partitions {
+			if p.Leader != p.Replicas[0] {
+				return false
+			}
+		}
+		return true
+	})
 }

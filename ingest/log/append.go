@@ -193,7 +193,11 @@ func (l *Log) checkSpaceLocked(n int, force bool) error {
 // I/O that needs fsync (the sealed segment's data, its index files, the
 // producer snapshot, the directory) is left to the next sync round, which
 // does it before publishing any offset of the new segment.
-func (l *Log) rollLocked() error {
+func (l *Log) rollLocked() error { return l.rollFlagsLocked(0) }
+
+// rollFlagsLocked is rollLocked with the new segment's header flags
+// (segFlagCompacted for a follower segment whose offsets may skip).
+func (l *Log) rollFlagsLocked(flags uint16) error {
 	old := l.activeLocked()
 	if err := l.checkSpaceLocked(0, true); err != nil {
 		return err
@@ -203,13 +207,14 @@ func (l *Log) rollLocked() error {
 	if err != nil {
 		return fmt.Errorf("roll: create %s: %w", path, err)
 	}
-	if err := writeAll(f, appendSegmentHeader(nil, old.next)); err != nil {
+	if err := writeAll(f, appendSegmentHeaderFlags(nil, old.next, flags)); err != nil {
 		_ = f.Close() // the write error is what counts
 		return fmt.Errorf("roll: write %s: %w", path, err)
 	}
 	old.finishTimeIndex()
 	l.mu.seals = append(l.mu.seals, sealJob{seg: old, w: old.w, producers: l.mu.producers.Clone()})
 	seg := newSegment(old.next, path)
+	seg.gaps = flags&segFlagCompacted != 0
 	seg.w = newWriter(f)
 	l.mu.segments = append(l.mu.segments, seg)
 	l.mu.dirDirty = true

@@ -156,6 +156,7 @@ type cleanPass struct {
 	// tombstones, so that a consumer that read a key's old value sees its
 	// delete at least once (Kafka's rule).
 	cleanTo int64
+	truncs  uint64 // Log.mu.truncations when the pass began
 	rbuf    []byte // read buffer, reused from segment to segment
 	wbuf    []byte // write buffer, reused from group to group
 }
@@ -207,6 +208,7 @@ func (l *Log) Clean(opts CleanOptions) (CleanResult, error) {
 	tombstonesOK := len(segs) > 0 && segs[0] == l.mu.segments[0] && segs[0].base <= l.mu.start
 	point := max(l.cleanPoint.Load(), l.mu.segments[0].base)
 	cfg := l.mu.cfg
+	truncs := l.mu.truncations
 	l.mu.cleanCancel = cancel
 	l.mu.Unlock()
 	defer func() {
@@ -228,7 +230,7 @@ func (l *Log) Clean(opts CleanOptions) (CleanResult, error) {
 		sleep = ratelimit.Sleep
 	}
 	p := &cleanPass{l: l, ctx: ctx, bucket: ratelimit.New(opts.RateLimit, l.now, sleep),
-		interval: cfg.IndexIntervalBytes, res: &res}
+		interval: cfg.IndexIntervalBytes, res: &res, truncs: truncs}
 	err = p.run(segs, point, opts, cfg, tombstonesOK)
 	res.Duration = l.now().Sub(began)
 	if err != nil {
@@ -256,7 +258,9 @@ func (l *Log) cleanRangeLocked(from, to int64) ([]*segment, error) {
 	case to > l.durable.Load():
 		return nil, fmt.Errorf("range [%d, %d) is not durable (durable offset %d)", from, to, l.durable.Load())
 	case from < segs[0].base:
-		return nil, fmt.Errorf("%w: range [%d, %d) starts below the first local segment at %d", ErrOffsetOutOfRange, from, to, segs[0].base)
+		// Local retention or a tier's local deletion removed segments
+		// after the caller planned: a race, not a fault.
+		return nil, fmt.Errorf("%w (%w): range [%d, %d) starts below the first local segment at %d", ErrCleanRaced, ErrOffsetOutOfRange, from, to, segs[0].base)
 	}
 	i := l.segmentForLocked(from)
 	if segs[i].base != from && i != 0 {
@@ -368,7 +372,7 @@ func (p *cleanPass) run(segs []*segment, point int64, opts CleanOptions, cfg Con
 	if len(changed) == 0 && newPoint == point {
 		return nil
 	}
-	return p.l.commitClean(p.ctx, changed, newPoint)
+	return p.l.commitClean(p.ctx, changed, newPoint, p.truncs)
 }
 
 // buildMap reads the dirty segments into m and returns the end of the
@@ -681,7 +685,7 @@ func (p *cleanPass) removeCleaned(groups []*cleanGroup) {
 // commitClean makes a pass's output the log's: it commits the groups and
 // the new cleaner point in the cleaner checkpoint, swaps the files and the
 // in-memory segments, then removes the replaced files.
-func (l *Log) commitClean(ctx context.Context, groups []*cleanGroup, point int64) error {
+func (l *Log) commitClean(ctx context.Context, groups []*cleanGroup, point int64, truncs uint64) error {
 	p := &cleanPass{l: l}
 	l.adminMu.Lock()
 	defer l.adminMu.Unlock()
@@ -689,6 +693,11 @@ func (l *Log) commitClean(ctx context.Context, groups []*cleanGroup, point int64
 	err := l.usableLocked()
 	if err == nil {
 		err = ctx.Err()
+	}
+	if err == nil && l.mu.truncations != truncs {
+		// TruncateTo cut records the pass may have mapped: its point and
+		// groups are stale.
+		err = fmt.Errorf("%w: the log was truncated", ErrCleanRaced)
 	}
 	if err == nil {
 		for _, g := range groups {

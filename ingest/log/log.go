@@ -65,6 +65,7 @@ type Log struct {
 		sinceSpace  int64     // bytes appended since the last free-space check
 		spaceLow    bool      // the last free-space check failed
 		resetting   bool      // ResetTo is swapping the log; appends and rolls are refused
+		truncations uint64    // TruncateTo calls that cut records; a cleaner pass begun before one does not commit
 		closing     bool      // Close has begun: no cleaner pass starts
 		cleanCancel func()    // cancels the running cleaner pass, nil if none
 	}

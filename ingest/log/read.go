@@ -162,6 +162,10 @@ func (l *Log) read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
 		to += n
 		return true
 	})
+	if v.seg.cut.Load() {
+		// TruncateTo cut the file under the read: look again.
+		return nil, fmt.Errorf("%w: %s", errSegmentReplaced, v.path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", v.path, err)
 	}
@@ -169,7 +173,11 @@ func (l *Log) read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
 		return nil, nil
 	}
 	buf := make([]byte, to-from)
-	if n, err := r.ReadAt(buf, from); n < len(buf) {
+	n, err := r.ReadAt(buf, from)
+	if v.seg.cut.Load() {
+		return nil, fmt.Errorf("%w: %s", errSegmentReplaced, v.path)
+	}
+	if n < len(buf) {
 		return nil, fmt.Errorf("read %s at %d: %w", v.path, from, err)
 	}
 	return buf, nil
@@ -237,6 +245,10 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool,
 			return false
 		})
 		release()
+		if v.seg.cut.Load() {
+			fromBase, found = prevFrom, false // TruncateTo cut the file under the walk: look again
+			continue
+		}
 		if err != nil {
 			return 0, 0, false, fmt.Errorf("time lookup in %s: %w", v.path, err)
 		}

@@ -25,11 +25,13 @@ type segment struct {
 	maxTsOffset int64  // base offset of the batch holding maxTs, -1 if none
 	offIdx      index.OffsetIndex
 	timeIdx     index.TimeIndex
-	sinceIndex  int       // bytes appended since the last index entry
-	firstAppend time.Time // broker clock at the first append while active; zero if none
-	w           *writer   // the read-write descriptor while active or awaiting its seal
-	deleted     bool      // removed from the log (retention); its files are going or gone
-	replaced    bool      // deleted because the cleaner swapped in a segment with the same records (read again)
+	sinceIndex  int         // bytes appended since the last index entry
+	firstAppend time.Time   // broker clock at the first append while active; zero if none
+	w           *writer     // the read-write descriptor while active or awaiting its seal
+	deleted     bool        // removed from the log (retention); its files are going or gone
+	gaps        bool        // the file header has segFlagCompacted: offsets may skip (known for the active segment)
+	replaced    bool        // deleted because the cleaner swapped in a segment with the same records (read again)
+	cut         atomic.Bool // TruncateTo is cutting or removing the file: a read that saw it set looks again
 }
 
 func newSegment(base int64, path string) *segment {
@@ -107,6 +109,7 @@ var errTorn = errors.New("torn or corrupt batch")
 // non-nil, sees every good batch. It never panics on bad bytes.
 func scanSegment(r io.ReaderAt, path string, base, size int64, interval int, gaps bool, fn func(h *batch.Header)) (*segment, error) {
 	s := newSegment(base, path)
+	s.gaps = gaps
 	var hdr [batch.HeaderSize]byte
 	var buf []byte
 	for pos := int64(segHeaderSize); pos < size; {

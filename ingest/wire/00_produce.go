@@ -99,6 +99,11 @@ func produceOne(s *Server, req *kmsg.ProduceRequest, topic string, rp kmsg.Produ
 	if err != nil {
 		return nil, 0, err
 	}
+	if req.Acks == -1 {
+		if err := p.CheckMinISR(); err != nil {
+			return nil, 0, err
+		}
+	}
 	res, err := p.Produce(rp.Records, req.Version >= 7)
 	if err != nil {
 		return nil, 0, err

@@ -99,7 +99,7 @@ func buildFetch(s *Server, ctx context.Context, req *kmsg.FetchRequest, remote b
 	total := 0
 	hasErr, needRemote := false, false
 	var cold map[[2]int]coldRead
-	if remote {
+	if remote && req.ReplicaID < 0 {
 		cold = readCold(s, ctx, req)
 	}
 	for ti, t := range req.Topics {
@@ -195,6 +195,14 @@ func fetchOne(s *Server, ctx context.Context, req *kmsg.FetchRequest, topic stri
 	if err := checkLeaderEpoch(p, fp.CurrentLeaderEpoch); err != nil {
 		return nil, err
 	}
+	follower := req.ReplicaID >= 0
+	if follower {
+		// A follower's fetch offset says what it holds: it may advance
+		// the high watermark reported below.
+		if err := p.FollowerFetch(req.ReplicaID, fp.FetchOffset); err != nil {
+			return nil, err
+		}
+	}
 	sp.HighWatermark = p.HighWatermark()
 	sp.LastStableOffset = p.LastStableOffset()
 	sp.LogStartOffset = p.LogStartOffset()
@@ -209,9 +217,12 @@ func fetchOne(s *Server, ctx context.Context, req *kmsg.FetchRequest, topic stri
 		return nil, nil
 	}
 	var data []byte
-	if hasPre {
+	switch {
+	case follower:
+		data, err = p.ReadForFollower(fp.FetchOffset, limit)
+	case hasPre:
 		data, err = trimBatches(pre.data, limit, first), pre.err
-	} else {
+	default:
 		data, err = p.Read(ctx, fp.FetchOffset, limit, remote)
 	}
 	if err != nil {

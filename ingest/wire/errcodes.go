@@ -43,6 +43,10 @@ func errCode(err error) int16 {
 		return kerr.InvalidPartitions.Code
 	case errors.Is(err, broker.ErrInvalidReplication), errors.Is(err, cluster.ErrInvalidReplication):
 		return kerr.InvalidReplicationFactor.Code
+	case errors.Is(err, broker.ErrNotEnoughReplicasAfterAppend):
+		return kerr.NotEnoughReplicasAfterAppend.Code
+	case errors.Is(err, broker.ErrNotEnoughReplicas):
+		return kerr.NotEnoughReplicas.Code
 	case errors.Is(err, broker.ErrNotLeader):
 		return kerr.NotLeaderForPartition.Code
 	case errors.Is(err, broker.ErrLeaderNotAvailable):

@@ -163,6 +163,15 @@ func freePort(t testing.TB) int {
 // it accepts connections.
 func startProc(t testing.TB, dir string, port int, extra ...string) *proc {
 	t.Helper()
+	p := launchProc(t, dir, port, extra...)
+	p.waitReady()
+	return p
+}
+
+// launchProc starts `strata serve` without waiting for it (brokers of one
+// quorum need each other to start).
+func launchProc(t testing.TB, dir string, port int, extra ...string) *proc {
+	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	args := append([]string{"serve", "--listen", addr, "--data-dir", dir, "--min-free-bytes", "1048576"}, extra...)
 	cmd := exec.Command(strataBin(t), args...)
@@ -177,6 +186,7 @@ func startProc(t testing.TB, dir string, port int, extra ...string) *proc {
 	}
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			p.mu.Lock()
 			p.log.WriteString(sc.Text() + "\n")
@@ -186,21 +196,27 @@ func startProc(t testing.TB, dir string, port int, extra ...string) *proc {
 		close(p.done)
 	}()
 	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+// waitReady waits until the broker accepts connections (from the test's
+// goroutine).
+func (p *proc) waitReady() {
+	p.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := net.DialTimeout("tcp", p.addr, time.Second)
 		if err == nil {
 			c.Close()
-			return p
+			return
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("strata exited early:\n%s", p.logs())
+			p.t.Fatalf("strata exited early:\n%s", p.logs())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	t.Fatalf("strata did not listen on %s within 60s:\n%s", addr, p.logs())
-	return nil
+	p.t.Fatalf("strata did not listen on %s within 60s:\n%s", p.addr, p.logs())
 }
 
 func (p *proc) logs() string {
