@@ -14,7 +14,11 @@
 // objects, cold random reads and object requests per GB; the log cleaner
 // (-compact): a pass's throughput and produce latency while one runs; and
 // the remote cleaner (-compact-remote): compaction of tiered history in the
-// bucket, and object GETs per GB replayed before and after merging.
+// bucket, and object GETs per GB replayed before and after merging; and
+// consumer groups (-groups): rebalance time of 1, 10 and 50 kgo members
+// with the cooperative-sticky and the eager range balancer, sustained
+// simple offset commits, and how long the coordinators take to load
+// 10,000 groups after a restart.
 //
 // Every phase is bounded in time; the broker it started is stopped and the
 // temporary directories are removed before it exits.
@@ -31,6 +35,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -78,6 +83,14 @@ type config struct {
 	mergeMB               int
 	mergeSegBytes         int64
 	mergeTargetBytes      int64
+
+	groups           bool
+	groupsMembers    []int
+	groupsPartitions int
+	groupsCommitters int
+	groupsLoad       int
+	groupsHeartbeat  time.Duration
+	groupsRounds     int
 }
 
 func main() {
@@ -101,7 +114,7 @@ func main() {
 func parseFlags(args []string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("strata-load", flag.ContinueOnError)
-	fs.BoolVar(&cfg.all, "all", false, "run every phase: broker load, kfake reference, disk limit, idle partitions, tiered storage, compaction, remote compaction")
+	fs.BoolVar(&cfg.all, "all", false, "run every phase: broker load, kfake reference, disk limit, idle partitions, tiered storage, compaction, remote compaction, consumer groups")
 	fs.BoolVar(&cfg.load, "load", true, "run the produce/consume phases (false: only disk and idle phases)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of each produce phase")
 	fs.Int64Var(&cfg.records, "records", 0, "stop each produce phase after this many records (0: only -duration bounds it)")
@@ -146,6 +159,25 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.mergeMB, "merge-mb", 64, "MB (10^6 bytes) of record values of the merge measurement")
 	fs.Int64Var(&cfg.mergeSegBytes, "merge-segment-bytes", 256<<10, "segment.bytes of the merge measurement's topic (small objects)")
 	fs.Int64Var(&cfg.mergeTargetBytes, "merge-target-bytes", 8<<20, "--tier-merge-target-bytes of the broker once merging is turned on")
+	fs.BoolVar(&cfg.groups, "groups", false, "measure consumer groups: rebalance time, sustained offset commits, coordinator load after a restart (implied by -all)")
+	cfg.groupsMembers = []int{1, 10, 50}
+	fs.Func("groups-members", "comma-separated group sizes of the rebalance measurements (default \"1,10,50\")", func(v string) error {
+		var sizes []int
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				return fmt.Errorf("want positive group sizes, got %q", v)
+			}
+			sizes = append(sizes, n)
+		}
+		cfg.groupsMembers = sizes
+		return nil
+	})
+	fs.IntVar(&cfg.groupsPartitions, "groups-partitions", 100, "partitions of the topic the rebalance measurements' groups consume")
+	fs.IntVar(&cfg.groupsCommitters, "groups-committers", 16, "goroutines (each its own client and group) committing offsets for -duration")
+	fs.IntVar(&cfg.groupsLoad, "groups-load", 10000, "groups created before the restart of the coordinator-load measurement (0: skip it)")
+	fs.IntVar(&cfg.groupsRounds, "groups-rounds", 5, "join/leave rounds per group size and balancer (each: one member joins, the oldest leaves)")
+	fs.DurationVar(&cfg.groupsHeartbeat, "groups-heartbeat", 0, "heartbeat interval of the group members (0: kgo's default, 3s)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -163,6 +195,7 @@ func parseFlags(args []string) (config, error) {
 	cfg.tier = cfg.tier || cfg.all
 	cfg.compact = cfg.compact || cfg.all
 	cfg.compactRemote = cfg.compactRemote || cfg.all
+	cfg.groups = cfg.groups || cfg.all
 	if cfg.timeout == 0 {
 		cfg.timeout = 10*time.Minute + 12*cfg.duration
 		if cfg.tier {
@@ -173,6 +206,9 @@ func parseFlags(args []string) (config, error) {
 		}
 		if cfg.compactRemote {
 			cfg.timeout += 10*time.Minute + time.Duration(cfg.compactRemoteMB+cfg.mergeMB)*time.Second
+		}
+		if cfg.groups {
+			cfg.timeout += 20*time.Minute + cfg.duration + time.Duration(cfg.groupsLoad)*10*time.Millisecond
 		}
 	}
 	switch {
@@ -208,6 +244,10 @@ func parseFlags(args []string) (config, error) {
 		return cfg, errors.New("-compact-remote-segment-bytes and -merge-segment-bytes must be at least 1024")
 	case cfg.mergeTargetBytes <= 0:
 		return cfg, errors.New("-merge-target-bytes must be positive")
+	case cfg.groupsPartitions <= 0 || cfg.groupsCommitters <= 0 || cfg.groupsRounds <= 0:
+		return cfg, errors.New("-groups-partitions, -groups-committers and -groups-rounds must be positive")
+	case cfg.groupsLoad < 0 || cfg.groupsHeartbeat < 0:
+		return cfg, errors.New("-groups-load and -groups-heartbeat must not be negative")
 	}
 	if cfg.tier && cfg.strataBin == "" {
 		return cfg, errors.New("-tier needs the broker binary: set STRATA_BIN or -strata")
@@ -217,6 +257,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	if cfg.compactRemote && cfg.strataBin == "" {
 		return cfg, errors.New("-compact-remote needs the broker binary: set STRATA_BIN or -strata")
+	}
+	if cfg.groups && cfg.strataBin == "" {
+		return cfg, errors.New("-groups needs the broker binary: set STRATA_BIN or -strata")
 	}
 	if cfg.idlePartitions > 0 && cfg.strataBin == "" {
 		return cfg, errors.New("-idle-partitions needs the broker binary: set STRATA_BIN or -strata")
@@ -279,6 +322,11 @@ func run(ctx context.Context, cfg config) error {
 		logf("strata: remote compaction and merging phase (%d MB of updates, %d MB of small segments)", cfg.compactRemoteMB, cfg.mergeMB)
 		c := runCompactRemote(ctx, cfg, base)
 		rep.compactRemote = &c
+	}
+	if cfg.groups && ctx.Err() == nil {
+		logf("strata: consumer-group phase (members %v, %d partitions)", cfg.groupsMembers, cfg.groupsPartitions)
+		g := runGroups(ctx, cfg, base)
+		rep.groups = &g
 	}
 
 	md := rep.markdown()

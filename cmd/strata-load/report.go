@@ -19,6 +19,7 @@ type report struct {
 	compact *compactResult
 	// compactRemote is the remote compaction and merge phase.
 	compactRemote *remoteResult
+	groups        *groupsResult
 }
 
 // err joins every phase failure.
@@ -54,6 +55,9 @@ func (r *report) err() error {
 	if r.compactRemote != nil {
 		errs = append(errs, r.compactRemote.errs()...)
 	}
+	if r.groups != nil {
+		errs = append(errs, r.groups.errs()...)
+	}
 	return errors.Join(errs...)
 }
 
@@ -77,6 +81,7 @@ func (r *report) markdown() string {
 	r.writeTier(&b)
 	r.writeCompact(&b)
 	r.writeCompactRemote(&b)
+	r.writeGroups(&b)
 	if err := r.err(); err != nil {
 		b.WriteString("\n### Failures\n\n")
 		for _, e := range strings.Split(err.Error(), "\n") {
