@@ -72,16 +72,23 @@ func (b *Broker) startGroups() error {
 	}
 	t, ok := b.meta.Topic(OffsetsTopic)
 	if !ok {
+		rf := b.waitOffsetsReplicas()
 		var err error
 		t, err = b.meta.CreateTopic(cluster.Topic{
 			Name: OffsetsTopic, Internal: true, Partitions: make([]cluster.Partition, n),
 			Configs: map[string]string{"cleanup.policy": "compact", "segment.bytes": "104857600"},
-		}, min(3, len(b.meta.Brokers()))) // offsets.topic.replication.factor, bounded by the brokers there are
+		}, rf)
 		if err != nil && !errors.Is(err, cluster.ErrTopicExists) {
 			return fmt.Errorf("create %s: %w", OffsetsTopic, err)
 		}
-		if t, ok = b.meta.Topic(OffsetsTopic); !ok {
-			return fmt.Errorf("create %s: topic missing after creation", OffsetsTopic)
+		// Another broker may have created it: its creation reaches this
+		// broker's metadata a moment later.
+		deadline := time.Now().Add(10 * time.Second)
+		for t, ok = b.meta.Topic(OffsetsTopic); !ok && time.Now().Before(deadline); t, ok = b.meta.Topic(OffsetsTopic) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !ok {
+			return fmt.Errorf("create %s: topic missing after creation (create answered %v)", OffsetsTopic, err)
 		}
 		b.log.Info("created the offsets topic", "topic", OffsetsTopic, "partitions", len(t.Partitions))
 	}
@@ -136,6 +143,24 @@ func (b *Broker) startGroups() error {
 		}
 	})
 	return nil
+}
+
+// waitOffsetsReplicas returns the replication factor for a new offsets
+// topic: offsets.topic.replication.factor (3), bounded by the cluster's
+// size (its voters), waiting up to 30 s for that many brokers to be up, as
+// Kafka waits before creating the topic; after that it takes what is
+// there.
+func (b *Broker) waitOffsetsReplicas() int {
+	want := min(3, max(1, len(b.cfg.ControllerVoters)))
+	deadline := time.Now().Add(30 * time.Second)
+	for len(b.meta.Brokers()) < want && time.Now().Before(deadline) && b.ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(b.meta.Brokers()); n < want {
+		b.log.Warn("creating the offsets topic with fewer replicas than wanted", "replicas", n, "wanted", want)
+		return n
+	}
+	return want
 }
 
 // syncCoordinators elects or resigns this broker as coordinator of each

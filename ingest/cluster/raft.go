@@ -496,8 +496,19 @@ func (q *Raft) ControlledShutdown(timeout time.Duration) error {
 	return nil
 }
 
-// handle serves a controller request; only the controller does.
+// handle serves a controller request; only the controller does. Every
+// answer, failures included, carries an index the requester waits for, so
+// that what it reads next is at least as new as what the controller
+// decided from (a "topic exists" answer finds the topic there).
 func (q *Raft) handle(req ctlRequest) ctlResponse {
+	resp := q.handleOp(req)
+	if resp.Index == 0 && q.running.Load() && resp.Kind != "not_controller" {
+		resp.Index = q.r.AppliedIndex()
+	}
+	return resp
+}
+
+func (q *Raft) handleOp(req ctlRequest) ctlResponse {
 	if !q.running.Load() {
 		return errResponse(ErrNotController)
 	}

@@ -72,6 +72,15 @@ func (c *cluster) seeds() []string {
 	return out
 }
 
+// controllerOf returns the controller the cluster reports.
+func controllerOf(ctx context.Context, adm *kadm.Client) (int32, error) {
+	md, err := adm.Metadata(ctx)
+	if err != nil {
+		return -1, err
+	}
+	return md.Controller, nil
+}
+
 // leaderOf returns the leader of a partition as the cluster reports it.
 func leaderOf(ctx context.Context, adm *kadm.Client, topic string, p int32) (int32, []int32, error) {
 	md, err := adm.Metadata(ctx, topic)
@@ -106,6 +115,9 @@ func TestClusterFailover(t *testing.T) {
 	adm := kadm.NewClient(newClient(t, c.seeds()[0], kgo.SeedBrokers(c.seeds()...)))
 	resp, err := adm.CreateTopic(ctx, partitions, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, topic)
 	if err != nil || resp.Err != nil {
+		for i, p := range c.procs {
+			t.Logf("broker %d log tail:\n%s", i, tail(p.logs(), 30))
+		}
 		t.Fatalf("create topic: %v %v", err, resp.Err)
 	}
 
@@ -168,6 +180,41 @@ func TestClusterFailover(t *testing.T) {
 			})
 		}
 	}()
+	// A group member committing as it consumes; its committed offsets
+	// must never go back, through coordinator moves.
+	const groupID = "failover-group"
+	gcl := newClient(t, c.seeds()[0], kgo.SeedBrokers(c.seeds()...), kgo.ConsumeTopics(topic), kgo.ConsumerGroup(groupID),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AutoCommitInterval(200*time.Millisecond),
+		kgo.FetchMaxWait(200*time.Millisecond), kgo.SessionTimeout(20*time.Second))
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for cctx.Err() == nil {
+			gcl.PollFetches(cctx)
+		}
+	}()
+	committed := map[int32]int64{}
+	var backwards []string
+	go func() {
+		defer wg.Done()
+		for cctx.Err() == nil {
+			time.Sleep(200 * time.Millisecond)
+			offs, err := adm.FetchOffsets(cctx, groupID)
+			if err != nil {
+				continue // no coordinator for a moment
+			}
+			seenMu.Lock()
+			for p := int32(0); p < partitions; p++ {
+				if o, ok := offs.Lookup(topic, p); ok && o.Err == nil {
+					if o.At < committed[p] {
+						backwards = append(backwards, fmt.Sprintf("partition %d: %d after %d", p, o.At, committed[p]))
+					}
+					committed[p] = max(committed[p], o.At)
+				}
+			}
+			seenMu.Unlock()
+		}
+	}()
 	count := func() int {
 		mu.Lock()
 		defer mu.Unlock()
@@ -182,6 +229,12 @@ func TestClusterFailover(t *testing.T) {
 		deadline := time.Now().Add(d)
 		for !cond() {
 			if time.Now().After(deadline) {
+				for i, p := range c.procs {
+					t.Logf("broker %d log tail:\n%s", i, tail(p.logs(), 60))
+				}
+				mu.Lock()
+				t.Logf("produce errors so far: %v", errs)
+				mu.Unlock()
 				t.Fatalf("timed out waiting for %s", what)
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -222,8 +275,37 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	kill(int(leader), "partition leader")
+	ctl, err := controllerOf(ctx, adm)
+	if err != nil || ctl < 0 {
+		t.Fatalf("controller: %d %v", ctl, err)
+	}
+	kill(int(ctl), "controller")
 	leader, _, _ = leaderOf(ctx, adm, topic, 1)
 	kill(int(leader), "another partition leader")
+
+	// Controlled shutdown: SIGTERM a leader; by the time it has exited,
+	// its partitions have other leaders already (a crash would leave them
+	// led by it until its session times out).
+	leader, _, _ = leaderOf(ctx, adm, topic, 2)
+	before := count()
+	if err := c.procs[leader].term(); err != nil {
+		t.Fatal(err)
+	}
+	// (Within a second: the brokers answering Metadata apply the change a
+	// moment after the controller; fencing by the 2 s session timeout
+	// would take longer.)
+	stopped := time.Now()
+	waitFor("new leaders right after the controlled shutdown", time.Second, func() bool {
+		for p := int32(0); p < partitions; p++ {
+			if l, _, err := leaderOf(ctx, adm, topic, p); err != nil || l == leader || l < 0 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("controlled shutdown of broker %d: every partition had another leader %v after it exited", leader, time.Since(stopped).Round(time.Millisecond))
+	waitFor("acks after the controlled shutdown", 30*time.Second, func() bool { return count() > before+100 })
+	c.restart(int(leader))
 
 	close(stop)
 	ccancel()
@@ -294,7 +376,18 @@ func TestClusterFailover(t *testing.T) {
 		}
 		t.Logf("partition %d: %d acknowledged, %d in the log", p, len(acked[p]), len(vals))
 	}
-	t.Logf("produce errors (retried): %v", errs)
+	if len(errs) > 0 {
+		t.Errorf("produce errors reached the application: %v", errs)
+	}
+	seenMu.Lock()
+	defer seenMu.Unlock()
+	if len(backwards) > 0 {
+		t.Errorf("committed offsets went back: %v", backwards)
+	}
+	if len(committed) == 0 {
+		t.Error("the group never committed")
+	}
+	t.Logf("group committed offsets at the end: %v", committed)
 }
 
 // tail returns the last n lines of s.
