@@ -366,7 +366,9 @@ func (f *follower) LatestEpoch() int32 {
 	return e
 }
 
-func (f *follower) EndOffsetForEpoch(epoch int32) (int32, int64) { return f.p.log.EndOffsetForEpoch(epoch) }
+func (f *follower) EndOffsetForEpoch(epoch int32) (int32, int64) {
+	return f.p.log.EndOffsetForEpoch(epoch)
+}
 
 func (f *follower) Truncate(offset int64) (int64, error) {
 	end, err := f.p.log.TruncateTo(offset)
