@@ -18,7 +18,10 @@
 // consumer groups (-groups): rebalance time of 1, 10 and 50 kgo members
 // with the cooperative-sticky and the eager range balancer, sustained
 // simple offset commits, and how long the coordinators take to load
-// 10,000 groups after a restart.
+// 10,000 groups after a restart; and replication (-cluster): three
+// brokers on one metadata quorum, produce throughput and latency with
+// replication.factor 1 and 3 (acks=all), the failover time when a
+// partition's leader is SIGKILLed, and a restarted follower's catch-up.
 //
 // Every phase is bounded in time; the broker it started is stopped and the
 // temporary directories are removed before it exits.
@@ -91,6 +94,15 @@ type config struct {
 	groupsLoad       int
 	groupsHeartbeat  time.Duration
 	groupsRounds     int
+
+	cluster            bool
+	clusterPartitions  int
+	clusterFailovers   int
+	clusterFastSession time.Duration
+	clusterCatchupMB   int
+	// clusterRejoinTimeout bounds the wait for a restarted broker to rejoin
+	// the ISR after a failover (0: 1 minute); no flag, tests shorten it.
+	clusterRejoinTimeout time.Duration
 }
 
 func main() {
@@ -114,7 +126,7 @@ func main() {
 func parseFlags(args []string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("strata-load", flag.ContinueOnError)
-	fs.BoolVar(&cfg.all, "all", false, "run every phase: broker load, kfake reference, disk limit, idle partitions, tiered storage, compaction, remote compaction, consumer groups")
+	fs.BoolVar(&cfg.all, "all", false, "run every phase: broker load, kfake reference, disk limit, idle partitions, tiered storage, compaction, remote compaction, consumer groups, replication")
 	fs.BoolVar(&cfg.load, "load", true, "run the produce/consume phases (false: only disk and idle phases)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of each produce phase")
 	fs.Int64Var(&cfg.records, "records", 0, "stop each produce phase after this many records (0: only -duration bounds it)")
@@ -178,6 +190,11 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.groupsLoad, "groups-load", 10000, "groups created before the restart of the coordinator-load measurement (0: skip it)")
 	fs.IntVar(&cfg.groupsRounds, "groups-rounds", 5, "join/leave rounds per group size and balancer (each: one member joins, the oldest leaves)")
 	fs.DurationVar(&cfg.groupsHeartbeat, "groups-heartbeat", 0, "heartbeat interval of the group members (0: kgo's default, 3s)")
+	fs.BoolVar(&cfg.cluster, "cluster", false, "measure replication on a 3-broker cluster: RF=1 vs RF=3 produce, leader failover, follower catch-up (implied by -all)")
+	fs.IntVar(&cfg.clusterPartitions, "cluster-partitions", 6, "partitions of the replication phase's produce and catch-up topics")
+	fs.IntVar(&cfg.clusterFailovers, "cluster-failovers", 5, "leader SIGKILLs per failover run (0: skip the failover runs)")
+	fs.DurationVar(&cfg.clusterFastSession, "cluster-fast-session", 2*time.Second, "--broker-session-timeout of a second failover run (heartbeat a quarter of it; 0: skip that run)")
+	fs.IntVar(&cfg.clusterCatchupMB, "cluster-catchup-mb", 256, "MB (10^6 bytes) of record values produced while a follower is down (0: skip the catch-up measurement)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -196,6 +213,7 @@ func parseFlags(args []string) (config, error) {
 	cfg.compact = cfg.compact || cfg.all
 	cfg.compactRemote = cfg.compactRemote || cfg.all
 	cfg.groups = cfg.groups || cfg.all
+	cfg.cluster = cfg.cluster || cfg.all
 	if cfg.timeout == 0 {
 		cfg.timeout = 10*time.Minute + 12*cfg.duration
 		if cfg.tier {
@@ -209,6 +227,10 @@ func parseFlags(args []string) (config, error) {
 		}
 		if cfg.groups {
 			cfg.timeout += 20*time.Minute + cfg.duration + time.Duration(cfg.groupsLoad)*10*time.Millisecond
+		}
+		if cfg.cluster {
+			cfg.timeout += 10*time.Minute + 4*cfg.duration + time.Duration(cfg.clusterFailovers)*3*time.Minute +
+				time.Duration(cfg.clusterCatchupMB)*time.Second
 		}
 	}
 	switch {
@@ -248,6 +270,10 @@ func parseFlags(args []string) (config, error) {
 		return cfg, errors.New("-groups-partitions, -groups-committers and -groups-rounds must be positive")
 	case cfg.groupsLoad < 0 || cfg.groupsHeartbeat < 0:
 		return cfg, errors.New("-groups-load and -groups-heartbeat must not be negative")
+	case cfg.clusterPartitions <= 0:
+		return cfg, errors.New("-cluster-partitions must be positive")
+	case cfg.clusterFailovers < 0 || cfg.clusterFastSession < 0 || cfg.clusterCatchupMB < 0:
+		return cfg, errors.New("-cluster-failovers, -cluster-fast-session and -cluster-catchup-mb must not be negative")
 	}
 	if cfg.tier && cfg.strataBin == "" {
 		return cfg, errors.New("-tier needs the broker binary: set STRATA_BIN or -strata")
@@ -260,6 +286,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	if cfg.groups && cfg.strataBin == "" {
 		return cfg, errors.New("-groups needs the broker binary: set STRATA_BIN or -strata")
+	}
+	if cfg.cluster && cfg.strataBin == "" {
+		return cfg, errors.New("-cluster needs the broker binary: set STRATA_BIN or -strata")
 	}
 	if cfg.idlePartitions > 0 && cfg.strataBin == "" {
 		return cfg, errors.New("-idle-partitions needs the broker binary: set STRATA_BIN or -strata")
@@ -327,6 +356,11 @@ func run(ctx context.Context, cfg config) error {
 		logf("strata: consumer-group phase (members %v, %d partitions)", cfg.groupsMembers, cfg.groupsPartitions)
 		g := runGroups(ctx, cfg, base)
 		rep.groups = &g
+	}
+	if cfg.cluster && ctx.Err() == nil {
+		logf("strata: replication phase (3 brokers, %d partitions)", cfg.clusterPartitions)
+		c := runCluster(ctx, cfg, base)
+		rep.cluster = &c
 	}
 
 	md := rep.markdown()

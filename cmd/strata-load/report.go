@@ -20,6 +20,7 @@ type report struct {
 	// compactRemote is the remote compaction and merge phase.
 	compactRemote *remoteResult
 	groups        *groupsResult
+	cluster       *clusterResult
 }
 
 // err joins every phase failure.
@@ -58,6 +59,9 @@ func (r *report) err() error {
 	if r.groups != nil {
 		errs = append(errs, r.groups.errs()...)
 	}
+	if r.cluster != nil {
+		errs = append(errs, r.cluster.errs()...)
+	}
 	return errors.Join(errs...)
 }
 
@@ -82,6 +86,7 @@ func (r *report) markdown() string {
 	r.writeCompact(&b)
 	r.writeCompactRemote(&b)
 	r.writeGroups(&b)
+	r.writeCluster(&b)
 	if err := r.err(); err != nil {
 		b.WriteString("\n### Failures\n\n")
 		for _, e := range strings.Split(err.Error(), "\n") {

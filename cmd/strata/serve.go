@@ -253,6 +253,11 @@ func runServe(o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("listen address %q: %w", o.listen, err)
 	}
+	// A signal during start (joining the quorum can take a while) is
+	// held and shuts the broker down cleanly once it has started.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -337,8 +342,6 @@ func runServe(o serveOptions) error {
 	logger.Info("strata broker started", "listen", ln.Addr().String(), "advertised", net.JoinHostPort(o.advertisedHost, strconv.Itoa(o.advertisedPort)),
 		"node_id", o.nodeID, "data_dir", o.dataDir, "object_store", o.store.kind)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case s := <-sigs:
 		logger.Info("shutting down", "signal", s.String())

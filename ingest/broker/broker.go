@@ -71,6 +71,9 @@ type Config struct {
 	// ReplicaLagTime is replica.lag.time.max.ms: a follower that has not
 	// caught up with the leader for this long leaves the ISR.
 	ReplicaLagTime time.Duration
+	// Dial, if set, makes this broker's connections to other brokers
+	// (replica fetches, the metadata quorum); tests cut links with it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	Logger *slog.Logger
 	// FS is the file system for partition logs; nil means the OS.
@@ -229,6 +232,7 @@ func Open(cfg Config) (*Broker, error) {
 		SessionTimeout:    cfg.BrokerSessionTimeout,
 		MirrorPath:        mirror,
 		Logger:            cfg.Logger,
+		Dial:              cfg.Dial,
 		Import: func() (cluster.Imported, error) {
 			imp, err := cluster.ReadImport(mirror, cfg.NodeID)
 			if err != nil {
@@ -258,7 +262,7 @@ func Open(cfg Config) (*Broker, error) {
 	b.descWritten = map[cluster.TopicID]string{}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.replicas = replica.NewManager(replica.Config{
-		Self: cfg.NodeID, Logger: cfg.Logger.With("component", "replica-fetcher"),
+		Self: cfg.NodeID, Logger: cfg.Logger.With("component", "replica-fetcher"), Dial: cfg.Dial,
 		Resolve: func(id int32) (string, bool) {
 			r, ok := meta.Registration(id)
 			if !ok || r.Fenced {
@@ -484,6 +488,22 @@ func (b *Broker) Partition(topic string, idx int32) (*Partition, error) {
 		return nil, fmt.Errorf("%w: %s-%d", ErrLeaderNotAvailable, topic, idx)
 	default:
 		return nil, fmt.Errorf("%w: %s-%d is led by broker %d", ErrNotLeader, topic, idx, t.Partitions[idx].Leader)
+	}
+	b.mu.RLock()
+	p := b.mu.parts[partKey{t.ID, idx}]
+	b.mu.RUnlock()
+	if p == nil {
+		return nil, ErrUnknownTopicOrPartition
+	}
+	return p, nil
+}
+
+// Replica returns this broker's copy of a partition whether or not it
+// leads it (for inspection and tests; clients go through Partition).
+func (b *Broker) Replica(topic string, idx int32) (*Partition, error) {
+	t, ok := b.meta.Topic(topic)
+	if !ok || idx < 0 || int(idx) >= len(t.Partitions) {
+		return nil, ErrUnknownTopicOrPartition
 	}
 	b.mu.RLock()
 	p := b.mu.parts[partKey{t.ID, idx}]

@@ -361,10 +361,7 @@ func (f *follower) EndOffset() int64 { return f.p.log.EndOffset() }
 
 func (f *follower) StartOffset() int64 { return f.p.log.StartOffset() }
 
-func (f *follower) LatestEpoch() int32 {
-	e, _ := f.p.log.EndOffsetForEpoch(1<<31 - 1)
-	return e
-}
+func (f *follower) LatestEpoch() int32 { return f.p.log.LatestEpoch() }
 
 func (f *follower) EndOffsetForEpoch(epoch int32) (int32, int64) {
 	return f.p.log.EndOffsetForEpoch(epoch)

@@ -9,6 +9,7 @@ package cluster
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -161,6 +162,7 @@ func readFrame(r *bufio.Reader, v any) error {
 // others.
 type demux struct {
 	ln      net.Listener
+	dial    dialFunc
 	log     *slog.Logger
 	handle  func(ctlRequest) ctlResponse
 	raftCh  chan net.Conn
@@ -171,8 +173,20 @@ type demux struct {
 	conns   map[net.Conn]bool
 }
 
-func newDemux(ln net.Listener, log *slog.Logger, handle func(ctlRequest) ctlResponse) *demux {
-	d := &demux{ln: ln, log: log, handle: handle, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[net.Conn]bool{}}
+// dialFunc makes an outgoing connection (net.Dialer's DialContext).
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+func dialWith(d dialFunc, addr string, timeout time.Duration) (net.Conn, error) {
+	if d == nil {
+		return net.DialTimeout("tcp", addr, timeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d(ctx, "tcp", addr)
+}
+
+func newDemux(ln net.Listener, log *slog.Logger, handle func(ctlRequest) ctlResponse, dial dialFunc) *demux {
+	d := &demux{ln: ln, log: log, handle: handle, dial: dial, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[net.Conn]bool{}}
 	d.wg.Add(1)
 	go d.acceptLoop()
 	return d
@@ -307,7 +321,7 @@ func (d *demux) Addr() net.Addr { return d.ln.Addr() }
 
 // Dial implements raft.StreamLayer.
 func (d *demux) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(address), timeout)
+	return dialWith(d.dial, string(address), timeout)
 }
 
 // peekedConn is a connection whose first bytes were buffered by route.
@@ -321,6 +335,7 @@ func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // ctlClient sends controller requests over one connection per address,
 // reused while it works.
 type ctlClient struct {
+	dial dialFunc
 	mu   sync.Mutex
 	addr string
 	conn net.Conn
@@ -337,7 +352,7 @@ func (cc *ctlClient) call(addr string, req ctlRequest, timeout time.Duration) (c
 		cc.conn = nil
 	}
 	if cc.conn == nil {
-		c, err := net.DialTimeout("tcp", addr, timeout)
+		c, err := dialWith(cc.dial, addr, timeout)
 		if err != nil {
 			return ctlResponse{}, fmt.Errorf("dial controller %s: %w", addr, err)
 		}

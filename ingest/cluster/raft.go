@@ -74,6 +74,9 @@ type RaftConfig struct {
 	// (15s).
 	RequestTimeout time.Duration
 	Logger         *slog.Logger
+	// Dial, if set, makes this broker's connections to other controller
+	// ports (raft and requests); tests cut links with it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// trailingLogs overrides the log entries kept after a snapshot (tests).
 	trailingLogs uint64
@@ -171,6 +174,7 @@ func OpenRaft(cfg RaftConfig) (*Raft, error) {
 		return nil, fmt.Errorf("metadata dir: %w", err)
 	}
 	q := &Raft{cfg: cfg, log: cfg.Logger.With("component", "metadata")}
+	q.cc.dial = cfg.Dial
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	q.fsm = &fsm{st: NewState(), log: q.log, mirror: cfg.MirrorPath}
 	if err := q.start(); err != nil {
@@ -219,7 +223,7 @@ func (q *Raft) start() error {
 		if err != nil {
 			return fmt.Errorf("controller listener: %w", err)
 		}
-		q.dm = newDemux(ln, q.log, q.handle)
+		q.dm = newDemux(ln, q.log, q.handle, cfg.Dial)
 		q.addr = ln.Addr().String()
 		if v, ok := cfg.Voters[cfg.Self.ID]; ok && strings.HasSuffix(v, ":0") {
 			cfg.Voters[cfg.Self.ID] = q.addr
@@ -435,11 +439,21 @@ func (q *Raft) controllerLoop() {
 		}
 		q.ctl.leading = leading
 		var stale []Registration
-		if leading && now.Sub(q.ctl.leaderSince) > q.cfg.SessionTimeout {
+		// A new controller has no heartbeat times: a broker it has not
+		// heard from is fenced once live brokers have had a few heartbeat
+		// intervals to find it (not a whole session: that would add a
+		// session timeout to the failover of a broker that was also the
+		// controller).
+		grace := min(q.cfg.SessionTimeout, 3*q.cfg.HeartbeatInterval)
+		if leading && now.Sub(q.ctl.leaderSince) > grace {
 			for _, r := range q.registrations() {
+				seen, ok := q.ctl.seen[r.ID]
+				if !ok {
+					seen = q.ctl.leaderSince.Add(grace - q.cfg.SessionTimeout)
+				}
 				// The controller's own broker is alive by being here (a
 				// stalled process must not fence itself on resuming).
-				if !r.Fenced && r.ID != q.cfg.Self.ID && now.Sub(q.ctl.seen[r.ID]) > q.cfg.SessionTimeout {
+				if !r.Fenced && r.ID != q.cfg.Self.ID && now.Sub(seen) > q.cfg.SessionTimeout {
 					stale = append(stale, r)
 				}
 			}

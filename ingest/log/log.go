@@ -130,6 +130,16 @@ func (l *Log) EndOffsetForEpoch(epoch int32) (leaderEpoch int32, endOffset int64
 	return l.mu.epochs.endOffsetFor(epoch, l.activeLocked().next)
 }
 
+// LatestEpoch is the newest leader epoch in the log, -1 when it has none.
+func (l *Log) LatestEpoch() int32 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.mu.epochs.entries); n > 0 {
+		return l.mu.epochs.entries[n-1].Epoch
+	}
+	return -1
+}
+
 func (l *Log) activeLocked() *segment { return l.mu.segments[len(l.mu.segments)-1] }
 
 // failLocked makes err the sticky error (the first one wins) and wakes

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -66,6 +67,9 @@ type Config struct {
 	// Backoff is replica.fetch.backoff.ms (1s), after an error.
 	Backoff time.Duration
 	Logger  *slog.Logger
+	// Dial, if set, makes the connections to leaders (tests cut links
+	// with it).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func (c *Config) defaults() {
@@ -269,8 +273,12 @@ func (fe *fetcher) run() {
 				cl.Close()
 			}
 			var err error
-			cl, err = kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(fmt.Sprintf("strata-replica-%d", fe.cfg.Self)),
-				kgo.RetryTimeout(5*time.Second))
+			opts := []kgo.Opt{kgo.SeedBrokers(addr), kgo.ClientID(fmt.Sprintf("strata-replica-%d", fe.cfg.Self)),
+				kgo.RetryTimeout(5 * time.Second)}
+			if fe.cfg.Dial != nil {
+				opts = append(opts, kgo.Dialer(fe.cfg.Dial))
+			}
+			cl, err = kgo.NewClient(opts...)
 			if err != nil {
 				fe.log.Error("replica fetcher client", "err", err)
 				fe.sleep()
@@ -422,7 +430,10 @@ func (fe *fetcher) fetchOnce(br *kgo.Broker, snap map[pkey]*state) error {
 			end := st.f.EndOffset()
 			if len(p.RecordBatches) > 0 {
 				if end, err = st.f.AppendFromLeader(p.RecordBatches); err != nil {
-					fe.log.Error("appending fetched batches failed", "topic", k.topic, "partition", k.part, "err", err)
+					// The leader's log does not continue ours: truncate
+					// again (against the leader's current epochs) first.
+					fe.log.Warn("appending fetched batches failed; truncating to the leader again", "topic", k.topic, "partition", k.part, "err", err)
+					st.truncated = false
 					st.failUntil = time.Now().Add(fe.cfg.Backoff)
 					continue
 				}
