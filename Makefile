@@ -66,9 +66,9 @@ fuzz:
 			echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; done
 
-## soak: long crash loop (SIGKILL during idempotent acks=all production).
+## soak: long crash loops: SIGKILL during idempotent acks=all production, and the three-broker failover test with new seeds for STRATA_SOAK_MINUTES (20).
 soak: build
-	STRATA_BIN=$(BIN)/strata STRATA_SOAK=1 $(GO) test -count=1 -timeout 60m -run 'Crash' -v ./test/...
+	STRATA_BIN=$(BIN)/strata STRATA_SOAK=1 $(GO) test -count=1 -timeout 120m -run 'Crash|TestClusterFailover' -v ./test/...
 
 clean:
 	rm -rf $(BIN) strata-data

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math/rand"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -106,10 +108,33 @@ func leaderOf(ctx context.Context, adm *kadm.Client, topic string, p int32) (int
 // record that is not in the final log at the same offset; the restarted
 // broker rejoins every ISR.
 func TestClusterFailover(t *testing.T) {
+	// make soak (STRATA_SOAK=1) repeats it with new seeds for
+	// STRATA_SOAK_MINUTES (default 20); make test runs seed 1.
+	if os.Getenv("STRATA_SOAK") == "" {
+		testClusterFailover(t, 1)
+		return
+	}
+	minutes, _ := strconv.Atoi(os.Getenv("STRATA_SOAK_MINUTES"))
+	if minutes <= 0 {
+		minutes = 20
+	}
+	end := time.Now().Add(time.Duration(minutes) * time.Minute)
+	for round := 0; time.Now().Before(end); round++ {
+		seed := time.Now().UnixNano()
+		t.Run(fmt.Sprintf("seed-%d", seed), func(t *testing.T) { testClusterFailover(t, seed) })
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+func testClusterFailover(t *testing.T, seed int64) {
 	const (
 		topic      = "replicated"
 		partitions = 3
 	)
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewSource(seed))
 	c := newCluster(t, 3)
 	ctx := ctxT(t, 3*time.Minute)
 	adm := kadm.NewClient(newClient(t, c.seeds()[0], kgo.SeedBrokers(c.seeds()...)))
@@ -270,23 +295,25 @@ func TestClusterFailover(t *testing.T) {
 		})
 		waitFor("more acknowledgements", 30*time.Second, func() bool { return count() > before+200 })
 	}
-	leader, _, err := leaderOf(ctx, adm, topic, 0)
+	leader, _, err := leaderOf(ctx, adm, topic, int32(rng.Intn(partitions)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(time.Duration(rng.Intn(500)) * time.Millisecond)
 	kill(int(leader), "partition leader")
 	ctl, err := controllerOf(ctx, adm)
 	if err != nil || ctl < 0 {
 		t.Fatalf("controller: %d %v", ctl, err)
 	}
 	kill(int(ctl), "controller")
-	leader, _, _ = leaderOf(ctx, adm, topic, 1)
+	leader, _, _ = leaderOf(ctx, adm, topic, int32(rng.Intn(partitions)))
+	time.Sleep(time.Duration(rng.Intn(500)) * time.Millisecond)
 	kill(int(leader), "another partition leader")
 
 	// Controlled shutdown: SIGTERM a leader; by the time it has exited,
 	// its partitions have other leaders already (a crash would leave them
 	// led by it until its session times out).
-	leader, _, _ = leaderOf(ctx, adm, topic, 2)
+	leader, _, _ = leaderOf(ctx, adm, topic, int32(rng.Intn(partitions)))
 	before := count()
 	if err := c.procs[leader].term(); err != nil {
 		t.Fatal(err)
