@@ -45,6 +45,7 @@ type followerState struct {
 
 // replication is a partition's replication state.
 type replication struct {
+	applyMu   sync.Mutex // serialises applyState
 	mu        sync.Mutex
 	self      int32
 	leading   bool
@@ -78,7 +79,15 @@ func (p *Partition) replicated() bool {
 // fresh lag window); one led by another broker makes it a follower of it
 // (fetching starts after truncation). Called on metadata changes.
 func (b *Broker) applyState(p *Partition, mp cluster.Partition) {
-	prev := p.state.Swap(&mp)
+	// Serialised per partition, and never back to an older state (the
+	// catch-up pass at Open can race the metadata goroutine).
+	p.rep.applyMu.Lock()
+	defer p.rep.applyMu.Unlock()
+	prev := p.state.Load()
+	if prev != nil && (mp.LeaderEpoch < prev.LeaderEpoch || mp.LeaderEpoch == prev.LeaderEpoch && mp.PartitionEpoch < prev.PartitionEpoch) {
+		return
+	}
+	p.state.Store(&mp)
 	self := b.cfg.NodeID
 	newEpoch := prev == nil || prev.LeaderEpoch != mp.LeaderEpoch || prev.Leader != mp.Leader
 	r := &p.rep
@@ -86,6 +95,9 @@ func (b *Broker) applyState(p *Partition, mp cluster.Partition) {
 	r.self = self
 	switch {
 	case mp.Leader == self && (newEpoch || !r.leading):
+		// The new epoch starts at the log end, before any append, so
+		// followers asking for the end of their older epochs get it.
+		p.log.AssignEpoch(mp.LeaderEpoch)
 		r.leading = true
 		r.followers = map[int32]*followerState{}
 		now := time.Now()
@@ -371,10 +383,24 @@ func (f *follower) Truncate(offset int64) (int64, error) {
 	end, err := f.p.log.TruncateTo(offset)
 	if err == nil {
 		f.p.rep.mu.Lock()
-		f.p.rep.hw = min(f.p.rep.hw, end)
+		if !f.p.rep.leading {
+			f.p.rep.hw = min(f.p.rep.hw, end)
+		}
 		f.p.rep.mu.Unlock()
 	}
 	return end, err
+}
+
+func (f *follower) HighWatermark() int64 { return f.p.HighWatermark() }
+
+// SetLeaderLogStart follows the leader's log start forward (retention and
+// DeleteRecords on the leader), within what this replica holds durably.
+func (f *follower) SetLeaderLogStart(start int64) {
+	if start > f.p.log.StartOffset() && start <= f.p.log.DurableOffset() {
+		// A failure (a sticky I/O error) shows on the log's next write;
+		// the start is tried again with the next fetch.
+		_ = f.p.log.SetStartOffset(start)
+	}
 }
 
 func (f *follower) AppendFromLeader(b []byte) (int64, error) {

@@ -314,3 +314,33 @@ func FuzzUnmarshalSnapshot(f *testing.F) {
 		}
 	})
 }
+
+// TestStateLimits: a CreatePartitions planned against another partition
+// count is refused (two concurrent requests cannot both add), and sizes
+// that would make a snapshot unreadable or overflow producer ids are
+// refused.
+func TestStateLimits(t *testing.T) {
+	s := NewState()
+	id := NewTopicID()
+	top := TopicRecord{Name: "t", ID: id, Partitions: []PartitionRec{{Leader: 1, Replicas: []int32{1}, ISR: []int32{1}}}}
+	if r := apply(t, s, 1, Command{Type: CmdCreateTopic, Topic: &top}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	add := []PartitionRec{{Leader: 1, Replicas: []int32{1}, ISR: []int32{1}}}
+	if r := apply(t, s, 2, Command{Type: CmdCreatePartitions, Name: "t", Adds: add, Count: 1}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := apply(t, s, 3, Command{Type: CmdCreatePartitions, Name: "t", Adds: add, Count: 1}); !errors.Is(r.Err, ErrInvalidPartition) {
+		t.Fatalf("second add planned for 1 partition: %v", r.Err)
+	}
+	if n := len(s.Topics["t"].Partitions); n != 2 {
+		t.Fatalf("%d partitions, want 2", n)
+	}
+	big := TopicRecord{Name: "big", ID: NewTopicID(), Partitions: make([]PartitionRec, maxPartitions+1)}
+	if r := apply(t, s, 4, Command{Type: CmdCreateTopic, Topic: &big}); !errors.Is(r.Err, ErrInvalidPartition) {
+		t.Fatalf("topic beyond the snapshot limit: %v", r.Err)
+	}
+	if r := apply(t, s, 5, Command{Type: CmdAllocateProducerIDs, Count: 1 << 40}); !errors.Is(r.Err, ErrUnsupportedCommand) {
+		t.Fatalf("huge producer id block: %v", r.Err)
+	}
+}

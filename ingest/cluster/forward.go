@@ -27,7 +27,10 @@ import (
 const ctlMagic = 'S'
 
 // maxCtlFrame bounds one controller request or answer.
-const maxCtlFrame = 64 << 20
+const maxCtlFrame = 16 << 20
+
+// ctlIdleTimeout closes controller request connections idle this long.
+const ctlIdleTimeout = 5 * time.Minute
 
 // ctlRequest is a broker's request to the controller.
 type ctlRequest struct {
@@ -150,9 +153,13 @@ func readFrame(r *bufio.Reader, v any) error {
 	if n > maxCtlFrame {
 		return fmt.Errorf("controller frame of %d bytes (at most %d)", n, maxCtlFrame)
 	}
-	raw := make([]byte, n)
-	if _, err := io.ReadFull(r, raw); err != nil {
+	// Read as the bytes arrive: a length alone reserves no memory.
+	raw, err := io.ReadAll(io.LimitReader(r, int64(n)))
+	if err != nil {
 		return err
+	}
+	if len(raw) != int(n) {
+		return io.ErrUnexpectedEOF
 	}
 	return json.Unmarshal(raw, v)
 }
@@ -243,6 +250,7 @@ func (d *demux) route(c net.Conn) {
 	w := bufio.NewWriter(c)
 	for {
 		var req ctlRequest
+		_ = c.SetReadDeadline(time.Now().Add(ctlIdleTimeout))
 		if err := readFrame(br, &req); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				d.log.Debug("controller request connection ended", "remote", c.RemoteAddr().String(), "err", err)

@@ -470,6 +470,14 @@ func (q *Raft) controllerLoop() {
 	}
 }
 
+// forwardable are the commands brokers may send as they are; the others
+// are made by the controller itself (init, import, unfencing) or from
+// requests it plans (topic and partition creation).
+var forwardable = map[string]bool{
+	CmdRegisterBroker: true, CmdFenceBroker: true, CmdDeleteTopic: true, CmdSetConfigs: true,
+	CmdAlterPartition: true, CmdPreferredLeaders: true, CmdAllocateProducerIDs: true,
+}
+
 // imbalanced reports whether some partition is not led by its preferred
 // replica although that one could lead.
 func (q *Raft) imbalanced() bool {
@@ -536,8 +544,8 @@ func (q *Raft) handleOp(req ctlRequest) ctlResponse {
 		}
 		return ctlResponse{Index: q.r.AppliedIndex()}
 	case opApply:
-		if req.Cmd == nil {
-			return errResponse(fmt.Errorf("%w: apply without a command", ErrUnsupportedCommand))
+		if req.Cmd == nil || !forwardable[req.Cmd.Type] {
+			return errResponse(fmt.Errorf("%w: command not accepted from a broker", ErrUnsupportedCommand))
 		}
 		return q.propose(*req.Cmd)
 	case opCreateTopic:
@@ -566,6 +574,10 @@ func (q *Raft) handleOp(req ctlRequest) ctlResponse {
 		}
 		return ctlResponse{}
 	case opJoin:
+		if _, voter := q.cfg.Voters[req.BrokerID]; voter {
+			// AddNonvoter would demote (or move) a voter.
+			return errResponse(fmt.Errorf("%w: broker %d is a voter; check its --node-id", ErrUnsupportedCommand, req.BrokerID))
+		}
 		f := q.r.AddNonvoter(serverID(req.BrokerID), raft.ServerAddress(req.Addr), 0, q.cfg.RequestTimeout)
 		if err := f.Error(); err != nil {
 			return errResponse(err)
@@ -628,8 +640,8 @@ func newPartitions(assign [][]int32) []PartitionRec {
 }
 
 func (q *Raft) createTopic(req ctlRequest) ctlResponse {
-	if req.Topic == nil {
-		return errResponse(fmt.Errorf("%w: create without a topic", ErrUnsupportedCommand))
+	if req.Topic == nil || len(req.Topic.Partitions) == 0 || len(req.Topic.Partitions) > maxPartitions {
+		return errResponse(fmt.Errorf("%w: create without a topic or with too many partitions", ErrInvalidPartition))
 	}
 	t := *req.Topic
 	if _, ok := q.Topic(t.Name); ok {
@@ -652,6 +664,9 @@ func (q *Raft) createPartitions(req ctlRequest) ctlResponse {
 	if !ok {
 		return errResponse(ErrUnknownTopic)
 	}
+	if req.Total > maxPartitions {
+		return errResponse(fmt.Errorf("%w: %d partitions", ErrInvalidPartition, req.Total))
+	}
 	if int(req.Total) <= len(t.Partitions) {
 		return errResponse(fmt.Errorf("%w: topic %s has %d partitions, asked for %d", ErrInvalidPartition, req.Name, len(t.Partitions), req.Total))
 	}
@@ -660,7 +675,7 @@ func (q *Raft) createPartitions(req ctlRequest) ctlResponse {
 	if err != nil {
 		return errResponse(fmt.Errorf("%w: %v", ErrInvalidReplication, err))
 	}
-	return q.propose(Command{Type: CmdCreatePartitions, Name: req.Name, Adds: newPartitions(assign)})
+	return q.propose(Command{Type: CmdCreatePartitions, Name: req.Name, Adds: newPartitions(assign), Count: int64(len(t.Partitions))})
 }
 
 // do runs a request at the controller (here or over the controller port),

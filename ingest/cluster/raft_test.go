@@ -468,3 +468,30 @@ func TestRaftControlledShutdown(t *testing.T) {
 		return true
 	})
 }
+
+// TestControllerRefuses: requests on the controller port cannot carry
+// commands only the controller makes, join with a voter's id, or ask for
+// more partitions than a snapshot may hold.
+func TestControllerRefuses(t *testing.T) {
+	q := openSingle(t, t.TempDir(), nil)
+	defer q.Close()
+	for _, req := range []ctlRequest{
+		{Op: opApply, Cmd: &Command{Type: CmdInit, ClusterID: "other"}},
+		{Op: opApply, Cmd: &Command{Type: CmdImport}},
+		{Op: opApply, Cmd: &Command{Type: CmdUnfenceBroker, BrokerID: 1}},
+		{Op: opApply, Cmd: &Command{Type: CmdCreateTopic, Topic: &TopicRecord{Name: "x", ID: NewTopicID(), Partitions: make([]PartitionRec, 1)}}},
+		{Op: opJoin, BrokerID: 1, Addr: "127.0.0.1:1"},
+		{Op: opCreateTopic, Topic: &TopicRecord{Name: "y", Partitions: make([]PartitionRec, maxPartitions+1)}, RF: 1},
+		{Op: opCreatePartitions, Name: "t", Total: 1 << 30},
+	} {
+		if resp := q.handle(req); resp.Err == "" {
+			t.Errorf("%s %+v accepted", req.Op, req.Cmd)
+		}
+	}
+	if _, ok := q.Topic("x"); ok {
+		t.Fatal("a topic was created from a raw command")
+	}
+	if q.ClusterID() == "other" {
+		t.Fatal("the cluster id changed")
+	}
+}

@@ -7,9 +7,10 @@ package cluster
 //
 // Commands and snapshots are JSON objects carrying a format version "v".
 // This binary writes FormatVersion and applies versions up to it; a command
-// of a newer version stops the state machine with an error rather than
-// being misread (a newer controller must not write versions older voters
-// cannot read; see docs/architecture.md).
+// of a newer version is refused (changes nothing, logged as an error)
+// rather than misread. A controller must not write versions that older
+// voters cannot read, the rule Kafka's metadata.version enforces; mixed
+// versions are not supported yet (see docs/architecture.md).
 
 import (
 	"encoding/json"
@@ -23,6 +24,9 @@ import (
 // FormatVersion is the version of metadata commands and snapshots written
 // by this binary.
 const FormatVersion = 1
+
+// maxProducerIDBlock bounds one producer id reservation.
+const maxProducerIDBlock = 1 << 20
 
 // Errors of metadata changes beyond the topic ones in cluster.go; the wire
 // layer maps them to Kafka codes.
@@ -216,8 +220,13 @@ func (s *State) Apply(idx uint64, c Command) Result {
 		if !ok {
 			return Result{Err: ErrUnknownTopic}
 		}
-		if len(c.Adds) == 0 {
-			return Result{Err: fmt.Errorf("%w: no partitions to add", ErrInvalidPartition)}
+		if len(c.Adds) == 0 || len(t.Partitions)+len(c.Adds) > maxPartitions {
+			return Result{Err: fmt.Errorf("%w: %d partitions to add to %d", ErrInvalidPartition, len(c.Adds), len(t.Partitions))}
+		}
+		if c.Count > 0 && int64(len(t.Partitions)) != c.Count {
+			// Planned against another partition count (a concurrent
+			// CreatePartitions got there first).
+			return Result{Err: fmt.Errorf("%w: topic %s has %d partitions, the request was planned for %d", ErrInvalidPartition, c.Name, len(t.Partitions), c.Count)}
 		}
 		t = t.Clone()
 		for _, p := range c.Adds {
@@ -240,7 +249,7 @@ func (s *State) Apply(idx uint64, c Command) Result {
 	case CmdPreferredLeaders:
 		return s.eachPartition(func(p Partition) Partition { return PreferredLeader(p, s.usable) })
 	case CmdAllocateProducerIDs:
-		if c.Count <= 0 {
+		if c.Count <= 0 || c.Count > maxProducerIDBlock || s.NextProducerID > 1<<62 {
 			return Result{Err: fmt.Errorf("%w: allocate %d producer ids", ErrUnsupportedCommand, c.Count)}
 		}
 		first := s.NextProducerID
@@ -363,8 +372,8 @@ func (s *State) applyCreateTopic(c Command) Result {
 	if _, ok := s.ByID[t.ID]; ok || t.ID == (TopicID{}) {
 		return Result{Err: fmt.Errorf("%w: topic id %s taken", ErrTopicExists, t.ID)}
 	}
-	if len(t.Partitions) == 0 {
-		return Result{Err: ErrInvalidPartition}
+	if len(t.Partitions) == 0 || len(t.Partitions) > maxPartitions {
+		return Result{Err: fmt.Errorf("%w: %d partitions", ErrInvalidPartition, len(t.Partitions))}
 	}
 	return s.store(t)
 }

@@ -130,6 +130,25 @@ func (l *Log) EndOffsetForEpoch(epoch int32) (leaderEpoch int32, endOffset int64
 	return l.mu.epochs.endOffsetFor(epoch, l.activeLocked().next)
 }
 
+// AssignEpoch records that leader epoch starts at the log's end, as a
+// broker becoming leader does before its first append (Kafka's
+// makeLeader): a follower asking for the end of an older epoch then gets
+// this offset even if the new leader has appended nothing yet. Epochs not
+// newer than the latest are ignored. The checkpoint is written by the
+// next sync round, which this schedules; recovery keeps only epochs that
+// records follow, so after a restart a leader assigns its epoch again.
+func (l *Log) AssignEpoch(epoch int32) {
+	l.mu.Lock()
+	changed := !l.mu.closed && l.mu.err == nil && l.mu.epochs.assign(epoch, l.activeLocked().next)
+	if changed {
+		l.mu.epochsDirty = true
+	}
+	l.mu.Unlock()
+	if changed {
+		l.scheduleSync()
+	}
+}
+
 // LatestEpoch is the newest leader epoch in the log, -1 when it has none.
 func (l *Log) LatestEpoch() int32 {
 	l.mu.Lock()

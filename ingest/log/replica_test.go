@@ -866,3 +866,33 @@ func TestTruncateToStopsCleanerPass(t *testing.T) {
 		t.Fatalf("reopened: cleaner point %d, end %d; want %d, %d", r.CleanerPoint(), r.EndOffset(), cut, cut+3)
 	}
 }
+
+// TestAssignEpochBeforeAppend: a new leader records its epoch at the log end
+// before appending, so a follower asking for the end of its older epoch
+// gets the log end (not "unknown", which would make it drop its log).
+func TestAssignEpochBeforeAppend(t *testing.T) {
+	fsys := vfs.NewCrashFS()
+	dir := "/p"
+	l := mustOpen(t, fsys, dir, Config{SegmentBytes: 1 << 20}, testOptions(fsys))
+	for i := 0; i < 3; i++ {
+		if _, err := l.Append(simpleBatch(2, 10, 'a'), AppendInfo{LeaderEpoch: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitDurable(t, l, l.EndOffset()-1)
+	if e, o := l.EndOffsetForEpoch(6); e != -1 || o != -1 {
+		t.Fatalf("before AssignEpoch, epoch 6: %d %d", e, o)
+	}
+	l.AssignEpoch(7)
+	if e, o := l.EndOffsetForEpoch(6); e != 5 || o != 6 {
+		t.Fatalf("after AssignEpoch(7), epoch 6: (%d, %d), want (5, 6)", e, o)
+	}
+	if got := l.LatestEpoch(); got != 7 {
+		t.Fatalf("latest epoch %d", got)
+	}
+	l.AssignEpoch(4) // older: ignored
+	if got := l.LatestEpoch(); got != 7 {
+		t.Fatalf("latest epoch %d after an older assign", got)
+	}
+	l.Close()
+}

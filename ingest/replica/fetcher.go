@@ -48,8 +48,12 @@ type Follower interface {
 	AppendFromLeader(b []byte) (int64, error)
 	// WaitDurable waits until every record below end is durable.
 	WaitDurable(ctx context.Context, end int64) error
-	// SetLeaderHighWatermark passes on the leader's high watermark.
+	// SetLeaderHighWatermark passes on the leader's high watermark, and
+	// SetLeaderLogStart the leader's log start (retention, DeleteRecords).
 	SetLeaderHighWatermark(hw int64)
+	SetLeaderLogStart(start int64)
+	// HighWatermark is the replica's own (what it knows is committed).
+	HighWatermark() int64
 }
 
 // Config configures a Manager.
@@ -356,7 +360,9 @@ func (fe *fetcher) truncate(br *kgo.Broker, k pkey, st *state) error {
 			cut = mine
 		}
 	} else {
-		cut = f.StartOffset() // the leader knows no epoch this old: nothing is shared
+		// The leader has no epoch at or below ours (KIP-101's fallback):
+		// keep what is known committed, never more.
+		cut = max(f.StartOffset(), f.HighWatermark())
 	}
 	if end := f.EndOffset(); cut < end {
 		newEnd, err := f.Truncate(cut)
@@ -408,9 +414,10 @@ func (fe *fetcher) fetchOnce(br *kgo.Broker, snap map[pkey]*state) error {
 		return err
 	}
 	type appended struct {
-		st  *state
-		end int64
-		hw  int64
+		st    *state
+		end   int64
+		hw    int64
+		start int64
 	}
 	var done []appended
 	for _, t := range r.Topics {
@@ -438,7 +445,7 @@ func (fe *fetcher) fetchOnce(br *kgo.Broker, snap map[pkey]*state) error {
 					continue
 				}
 			}
-			done = append(done, appended{st, end, p.HighWatermark})
+			done = append(done, appended{st, end, p.HighWatermark, p.LogStartOffset})
 		}
 	}
 	// One durability wait for everything appended (the syncer groups the
@@ -448,6 +455,7 @@ func (fe *fetcher) fetchOnce(br *kgo.Broker, snap map[pkey]*state) error {
 			return err
 		}
 		a.st.f.SetLeaderHighWatermark(a.hw)
+		a.st.f.SetLeaderLogStart(a.start)
 	}
 	return nil
 }
