@@ -155,7 +155,19 @@ func (p *Partition) Produce(records []byte, allowZstd bool) (ProduceResult, erro
 		batch.SetLogAppendTime(records, now)
 		res.LogAppendTime = now
 	}
+	// The role check and the append happen under the role lock, so a
+	// change of leader (applyState) waits for appends in progress and no
+	// append lands after this broker stopped leading or with an old epoch.
+	p.rep.roleMu.RLock()
+	p.rep.mu.Lock()
+	leading := p.rep.leading
+	p.rep.mu.Unlock()
+	if !leading {
+		p.rep.roleMu.RUnlock()
+		return ProduceResult{}, fmt.Errorf("%w: %s-%d", ErrNotLeader, p.Topic, p.Index)
+	}
 	ar, err := p.log.Append(records, plog.AppendInfo{LeaderEpoch: p.LeaderEpoch()})
+	p.rep.roleMu.RUnlock()
 	if err != nil {
 		return ProduceResult{}, err
 	}

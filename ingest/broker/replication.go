@@ -45,7 +45,10 @@ type followerState struct {
 
 // replication is a partition's replication state.
 type replication struct {
-	applyMu   sync.Mutex // serialises applyState
+	applyMu sync.Mutex // serialises applyState
+	// roleMu: appends (client produce, follower fetch, truncation) hold it
+	// shared with their role check; a role change holds it exclusively.
+	roleMu    sync.RWMutex
 	mu        sync.Mutex
 	self      int32
 	leading   bool
@@ -53,6 +56,13 @@ type replication struct {
 	followers map[int32]*followerState
 	hwCh      chan struct{} // closed and replaced when hw advances or the role changes
 	altering  bool          // an AlterPartition is in flight
+	// pending is the ISR an AlterPartition in flight asks for: the high
+	// watermark counts the union of it and the current ISR (Kafka's
+	// "maximal ISR"), so it cannot pass a replica being added.
+	pending []int32
+	// epochStart is where this broker's leader epoch began in its log; a
+	// follower joins the ISR only once it has reached it.
+	epochStart int64
 }
 
 func (r *replication) signalLocked() {
@@ -87,10 +97,16 @@ func (b *Broker) applyState(p *Partition, mp cluster.Partition) {
 	if prev != nil && (mp.LeaderEpoch < prev.LeaderEpoch || mp.LeaderEpoch == prev.LeaderEpoch && mp.PartitionEpoch < prev.PartitionEpoch) {
 		return
 	}
-	p.state.Store(&mp)
 	self := b.cfg.NodeID
 	newEpoch := prev == nil || prev.LeaderEpoch != mp.LeaderEpoch || prev.Leader != mp.Leader
 	r := &p.rep
+	if newEpoch {
+		// Wait for appends under the old role or epoch to finish, and
+		// keep new ones out until the role below is set.
+		r.roleMu.Lock()
+		defer r.roleMu.Unlock()
+	}
+	p.state.Store(&mp)
 	r.mu.Lock()
 	r.self = self
 	switch {
@@ -98,6 +114,7 @@ func (b *Broker) applyState(p *Partition, mp cluster.Partition) {
 		// The new epoch starts at the log end, before any append, so
 		// followers asking for the end of their older epochs get it.
 		p.log.AssignEpoch(mp.LeaderEpoch)
+		r.epochStart = p.log.EndOffset()
 		r.leading = true
 		r.followers = map[int32]*followerState{}
 		now := time.Now()
@@ -166,7 +183,7 @@ func (p *Partition) recomputeHW() {
 		return
 	}
 	hw := p.log.DurableOffset()
-	for _, id := range st.ISR {
+	for _, id := range append(slices.Clone(st.ISR), r.pending...) {
 		if id == r.self {
 			continue
 		}
@@ -197,6 +214,7 @@ func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
 	if !p.replicated() {
 		return p.log.WaitDurable(ctx, offset)
 	}
+	epoch := p.LeaderEpoch()
 	for {
 		p.rep.mu.Lock()
 		hw, leading, ch := p.rep.hw, p.rep.leading, p.rep.hwCh
@@ -205,7 +223,7 @@ func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
 			ch = p.rep.hwCh
 		}
 		p.rep.mu.Unlock()
-		if !leading {
+		if !leading || p.LeaderEpoch() != epoch {
 			return fmt.Errorf("%w: %s-%d: leadership moved while waiting for replicas", ErrNotLeader, p.Topic, p.Index)
 		}
 		if hw > offset {
@@ -306,7 +324,7 @@ func (p *Partition) isrChange(now time.Time, lag time.Duration, usable func(int3
 			changed = true // shrink
 		case in:
 			want = append(want, id)
-		case f != nil && f.offset >= r.hw && now.Sub(f.lastCaughtUp) <= lag && usable(id):
+		case f != nil && f.offset >= r.hw && f.offset >= r.epochStart && now.Sub(f.lastCaughtUp) <= lag && usable(id):
 			want = append(want, id) // expand
 			changed = true
 		}
@@ -338,6 +356,7 @@ func (b *Broker) manageISR() {
 		st := p.state.Load()
 		p.rep.mu.Lock()
 		p.rep.altering = true
+		p.rep.pending = want
 		p.rep.mu.Unlock()
 		// Not in b.wg: the request is bounded by the metadata request
 		// timeout, and Close must not wait for a controller that is gone.
@@ -345,7 +364,9 @@ func (b *Broker) manageISR() {
 			defer func() {
 				p.rep.mu.Lock()
 				p.rep.altering = false
+				p.rep.pending = nil
 				p.rep.mu.Unlock()
+				p.recomputeHW()
 			}()
 			_, err := b.meta.AlterPartition(cluster.AlterPartition{
 				TopicID: p.TopicID, Partition: p.Index, Leader: b.cfg.NodeID,
@@ -379,7 +400,21 @@ func (f *follower) EndOffsetForEpoch(epoch int32) (int32, int64) {
 	return f.p.log.EndOffsetForEpoch(epoch)
 }
 
+// errLeading refuses follower work on a partition that became a leader.
+var errLeading = errors.New("the partition is led here now")
+
+func (f *follower) following() bool {
+	f.p.rep.mu.Lock()
+	defer f.p.rep.mu.Unlock()
+	return !f.p.rep.leading
+}
+
 func (f *follower) Truncate(offset int64) (int64, error) {
+	f.p.rep.roleMu.RLock()
+	defer f.p.rep.roleMu.RUnlock()
+	if !f.following() {
+		return 0, errLeading
+	}
 	end, err := f.p.log.TruncateTo(offset)
 	if err == nil {
 		f.p.rep.mu.Lock()
@@ -404,6 +439,11 @@ func (f *follower) SetLeaderLogStart(start int64) {
 }
 
 func (f *follower) AppendFromLeader(b []byte) (int64, error) {
+	f.p.rep.roleMu.RLock()
+	defer f.p.rep.roleMu.RUnlock()
+	if !f.following() {
+		return 0, errLeading
+	}
 	if _, err := f.p.log.AppendReplica(b); err != nil {
 		return 0, err
 	}
