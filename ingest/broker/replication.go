@@ -108,13 +108,22 @@ func (b *Broker) applyState(p *Partition, mp cluster.Partition) {
 	}
 	p.state.Store(&mp)
 	r.mu.Lock()
-	r.self = self
-	switch {
-	case mp.Leader == self && (newEpoch || !r.leading):
+	becomeLeader := mp.Leader == self && (newEpoch || !r.leading)
+	r.mu.Unlock()
+	var epochStart int64
+	if becomeLeader {
 		// The new epoch starts at the log end, before any append, so
 		// followers asking for the end of their older epochs get it.
+		// (Outside r.mu: the log's sync round calls back into
+		// recomputeHW, which takes it.)
 		p.log.AssignEpoch(mp.LeaderEpoch)
-		r.epochStart = p.log.EndOffset()
+		epochStart = p.log.EndOffset()
+	}
+	r.mu.Lock()
+	r.self = self
+	switch {
+	case becomeLeader:
+		r.epochStart = epochStart
 		r.leading = true
 		r.followers = map[int32]*followerState{}
 		now := time.Now()
