@@ -14,6 +14,7 @@ package cluster
 // partition leadership to other in-sync replicas (control.go).
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -932,6 +933,8 @@ type fsm struct {
 	st     *State
 	log    *slog.Logger
 	mirror string
+	// mirrored is the content last written to mirror.
+	mirrored []byte
 
 	watchMu  sync.Mutex
 	watchers []func(Event)
@@ -962,8 +965,11 @@ func (f *fsm) notify(evs []Event) {
 		f.mu.RLock()
 		raw, err := encodeLocalFile(f.st.ClusterID, f.st.Topics)
 		f.mu.RUnlock()
-		if err == nil {
-			err = WriteFileAtomic(f.mirror, raw)
+		// ISR changes alone leave the file as it was: no rewrite.
+		if err == nil && !bytes.Equal(raw, f.mirrored) {
+			if err = WriteFileAtomic(f.mirror, raw); err == nil {
+				f.mirrored = raw
+			}
 		}
 		if err != nil {
 			f.log.Warn("could not write the metadata mirror", "path", f.mirror, "err", err)

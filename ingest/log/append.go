@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/strata-io/strata/ingest/batch"
 )
@@ -135,11 +136,20 @@ func (l *Log) appendLocked(b []byte, hdrs []batch.Header, records int64, info Ap
 		return AppendResult{}, false, l.failLocked(fmt.Errorf("write %s: %w", act.path, err))
 	}
 
-	if act.firstAppend.IsZero() {
-		act.firstAppend = now
-	}
 	if l.mu.epochs.assign(info.LeaderEpoch, next) {
 		l.mu.epochsDirty = true
+	}
+	force := l.appendedLocked(act, hdrs, len(b), records, now, cfg)
+	return AppendResult{BaseOffset: next, LastOffset: lastOffset, LogStartOffset: l.mu.start}, force, nil
+}
+
+// appendedLocked does the bookkeeping of batches just written to act (by
+// Append or AppendReplica): sparse indexes, producer state, and the flush
+// policy's counters. It reports whether flush.messages or flush.ms ask for
+// a sync now.
+func (l *Log) appendedLocked(act *segment, hdrs []batch.Header, size int, records int64, now time.Time, cfg Config) bool {
+	if act.firstAppend.IsZero() {
+		act.firstAppend = now
 	}
 	nowMs := now.UnixMilli()
 	pos := act.size
@@ -153,9 +163,8 @@ func (l *Log) appendLocked(b []byte, hdrs []batch.Header, records int64, info Ap
 		l.mu.unsyncedAt = now
 	}
 	l.mu.unsynced += records
-	l.mu.sinceSpace += int64(len(b))
-	force := l.mu.unsynced >= cfg.FlushMessages || now.Sub(l.mu.unsyncedAt).Milliseconds() >= cfg.FlushMs
-	return AppendResult{BaseOffset: next, LastOffset: lastOffset, LogStartOffset: l.mu.start}, force, nil
+	l.mu.sinceSpace += int64(size)
+	return l.mu.unsynced >= cfg.FlushMessages || now.Sub(l.mu.unsyncedAt).Milliseconds() >= cfg.FlushMs
 }
 
 // assignOffsets patches base offsets and leader epochs in place, in b and

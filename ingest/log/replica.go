@@ -127,26 +127,12 @@ func (l *Log) appendReplicaLocked(b []byte, hdrs []batch.Header, records int64) 
 	if _, err := act.w.f.Write(b); err != nil {
 		return AppendResult{}, false, l.failLocked(fmt.Errorf("write %s: %w", act.path, err))
 	}
-	if act.firstAppend.IsZero() {
-		act.firstAppend = now
-	}
-	nowMs := now.UnixMilli()
-	pos := act.size
 	for i := range hdrs {
-		h := &hdrs[i]
-		if l.mu.epochs.assign(h.PartitionLeaderEpoch, h.BaseOffset) {
+		if l.mu.epochs.assign(hdrs[i].PartitionLeaderEpoch, hdrs[i].BaseOffset) {
 			l.mu.epochsDirty = true
 		}
-		act.indexBatch(h, pos, cfg.IndexIntervalBytes)
-		pos += int64(h.Size())
-		l.mu.producers.Update(h, nowMs)
 	}
-	if l.mu.unsynced == 0 {
-		l.mu.unsyncedAt = now
-	}
-	l.mu.unsynced += records
-	l.mu.sinceSpace += int64(len(b))
-	force := l.mu.unsynced >= cfg.FlushMessages || now.Sub(l.mu.unsyncedAt).Milliseconds() >= cfg.FlushMs
+	force := l.appendedLocked(act, hdrs, len(b), records, now, cfg)
 	return AppendResult{BaseOffset: first, LastOffset: lastOffset, LogStartOffset: l.mu.start}, force, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -29,34 +28,14 @@ type batchAt struct {
 func logBatches(t testing.TB, l *Log) []batchAt {
 	t.Helper()
 	var out []batchAt
-	off := l.StartOffset()
-	for {
-		b, err := l.Read(off, 1<<20, 1<<62)
+	for _, b := range readBatches(t, l) {
+		h, err := batch.ParseHeader(b)
 		if err != nil {
-			t.Fatalf("Read(%d): %v", off, err)
+			t.Fatal(err)
 		}
-		if len(b) == 0 {
-			if off != l.EndOffset() {
-				t.Fatalf("empty read at %d, end %d", off, l.EndOffset())
-			}
-			return out
-		}
-		for len(b) > 0 {
-			h, err := batch.ParseHeader(b)
-			if err != nil {
-				t.Fatalf("batch at %d: %v", off, err)
-			}
-			if crc32.Checksum(b[21:h.Size()], castagnoli) != h.CRC {
-				t.Fatalf("batch at %d: bad CRC", h.BaseOffset)
-			}
-			if h.LastOffset() < off {
-				t.Fatalf("batch [%d, %d] read at %d", h.BaseOffset, h.LastOffset(), off)
-			}
-			out = append(out, batchAt{h.BaseOffset, slices.Clone(b[:h.Size()])})
-			off = h.LastOffset() + 1
-			b = b[h.Size():]
-		}
+		out = append(out, batchAt{h.BaseOffset, slices.Clone(b)})
 	}
+	return out
 }
 
 func sameBatches(a, b []batchAt) bool {

@@ -187,7 +187,6 @@ type fetcher struct {
 type state struct {
 	f         Follower
 	truncated bool // divergent tail removed for the current leader epoch
-	gen       uint64
 	failUntil time.Time
 }
 
@@ -199,21 +198,9 @@ func newFetcher(cfg Config, leader int32) *fetcher {
 	return fe
 }
 
-var genCounter struct {
-	sync.Mutex
-	n uint64
-}
-
-func nextGen() uint64 {
-	genCounter.Lock()
-	defer genCounter.Unlock()
-	genCounter.n++
-	return genCounter.n
-}
-
 func (fe *fetcher) add(k pkey, f Follower) {
 	fe.mu.Lock()
-	fe.parts[k] = &state{f: f, gen: nextGen()}
+	fe.parts[k] = &state{f: f}
 	fe.mu.Unlock()
 	select {
 	case fe.wake <- struct{}{}:
