@@ -55,6 +55,10 @@ var ErrFenced = manifest.ErrFenced
 // holds no records (a new broker, or a wiped disk) continues at the remote
 // end, with the producer state and leader epochs of the last remote segment.
 func (m *Manager) OpenPartition(ctx context.Context, topic [16]byte, partition, epoch int32, l *plog.Log) (*Partition, error) {
+	return m.open(ctx, topic, partition, epoch, l, true)
+}
+
+func (m *Manager) open(ctx context.Context, topic [16]byte, partition, epoch int32, l *plog.Log, leader bool) (*Partition, error) {
 	p := &Partition{
 		m: m, topic: manifest.TopicID(topic), part: partition, epoch: epoch, log: l,
 		logger: m.cfg.Logger.With("topic_id", manifest.TopicID(topic).String(), "partition", partition),
@@ -67,6 +71,10 @@ func (m *Manager) OpenPartition(ctx context.Context, topic [16]byte, partition, 
 		return nil, fmt.Errorf("tier: load manifest of %s/%d: %w", p.topic, partition, err)
 	}
 	p.mu.cur = cur
+	if !leader && l.EndOffset() != l.LocalStartOffset() {
+		// A replica's short log catches up from the leader.
+		return p, nil
+	}
 	if err := p.alignLog(ctx, cur); err != nil {
 		return nil, err
 	}
@@ -82,7 +90,7 @@ func (p *Partition) alignLog(ctx context.Context, cur *manifest.Manifest) error 
 		}
 		return nil
 	}
-	if p.log.EndOffset() != p.log.StartOffset() {
+	if p.log.EndOffset() != p.log.LocalStartOffset() {
 		return fmt.Errorf("tier: %s/%d: local log ends at %d, below the remote end %d, but holds records; refusing to guess",
 			p.topic, p.part, p.log.EndOffset(), end)
 	}
@@ -209,10 +217,10 @@ func (p *Partition) Upload(ctx context.Context, hw int64) (int, error) {
 		if s.Next <= end {
 			continue
 		}
-		if s.Base < end {
-			return n, fmt.Errorf("tier: %s/%d: local segment [%d, %d) straddles the remote end %d", p.topic, p.part, s.Base, s.Next, end)
-		}
-		if err := p.uploadSegment(ctx, s); err != nil {
+		// A segment that began below the remote end (this broker rolled
+		// at other offsets than the leader that uploaded before it) is
+		// uploaded from the remote end on.
+		if err := p.uploadSegment(ctx, s, max(s.Base, end)); err != nil {
 			return n, err
 		}
 		n++
@@ -220,18 +228,21 @@ func (p *Partition) Upload(ctx context.Context, hw int64) (int, error) {
 	return n, nil
 }
 
-func (p *Partition) uploadSegment(ctx context.Context, s plog.SegmentInfo) error {
+// uploadSegment uploads the records of local segment s from offset from on
+// (s.Base, or the remote end inside s) as one object.
+func (p *Partition) uploadSegment(ctx context.Context, s plog.SegmentInfo, from int64) error {
 	rc, _, err := p.log.OpenSegment(s.Base)
 	if err != nil {
 		return fmt.Errorf("tier: open segment %d of %s/%d: %w", s.Base, p.topic, p.part, err)
 	}
 	defer rc.Close()
+	src := newBatchesFrom(rc, from)
 	snap, err := p.log.ProducerSnapshotAt(s.Next)
 	if err != nil {
 		return fmt.Errorf("tier: producer snapshot at %d of %s/%d: %w", s.Next, p.topic, p.part, err)
 	}
 	var epochs []index.EpochEntry
-	for _, e := range p.log.EpochsIn(s.Base, s.Next) {
+	for _, e := range p.log.EpochsIn(from, s.Next) {
 		epochs = append(epochs, index.EpochEntry{Epoch: e.Epoch, StartOffset: e.StartOffset})
 	}
 	tmp, err := os.CreateTemp(p.m.cfg.TempDir, "upload-*.seg")
@@ -243,7 +254,7 @@ func (p *Partition) uploadSegment(ctx context.Context, s plog.SegmentInfo) error
 		os.Remove(tmp.Name())
 	}()
 	w := bufio.NewWriterSize(tmp, 1<<20)
-	res, err := segment.Build(w, bufio.NewReaderSize(rc, 1<<20), segment.BuildOptions{
+	res, err := segment.Build(w, src, segment.BuildOptions{
 		TopicID: p.topic, Partition: p.part,
 		ChunkTarget: p.m.cfg.ChunkTarget, IndexInterval: p.m.cfg.IndexInterval,
 		Epochs: epochs, ProducerSnapshot: snap, UploaderEpoch: p.epoch, Now: p.m.cfg.Now(),
@@ -251,21 +262,26 @@ func (p *Partition) uploadSegment(ctx context.Context, s plog.SegmentInfo) error
 	if err == nil {
 		err = w.Flush()
 	}
+	if err == nil && src.first >= 0 && src.first < from {
+		// The batch at the remote end began below it: this log's batches
+		// are not the uploader's.
+		err = fmt.Errorf("a batch at %d straddles the remote end %d", src.first, from)
+	}
 	if err != nil {
-		return fmt.Errorf("tier: build object for segment %d of %s/%d: %w", s.Base, p.topic, p.part, err)
+		return fmt.Errorf("tier: build object for segment %d of %s/%d from %d: %w", s.Base, p.topic, p.part, from, err)
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("tier: rewind %s: %w", tmp.Name(), err)
 	}
 	cur := p.Manifest()
-	name := cur.SegmentName(p.epoch, s.Base, manifest.NewUploadID())
+	name := cur.SegmentName(p.epoch, from, manifest.NewUploadID())
 	key := name.Key()
 	if err := p.m.store.PutIfAbsent(ctx, key, tmp, res.Size); err != nil {
 		return fmt.Errorf("tier: upload %s: %w", key, err)
 	}
 	sum := res.Footer.Summary
 	entry := manifest.Entry{
-		Key: key, BaseOffset: s.Base, NextOffset: s.Next,
+		Key: key, BaseOffset: from, NextOffset: s.Next,
 		RecordCount: sum.RecordCount, StoredSize: res.Size, RawSize: sum.RawSize,
 		FirstTimestamp: sum.FirstTimestamp, MaxTimestamp: sum.MaxTimestamp,
 		UploadEpoch: p.epoch, CreatedMs: sum.CreatedMs,
@@ -274,12 +290,12 @@ func (p *Partition) uploadSegment(ctx context.Context, s plog.SegmentInfo) error
 		entry.Epochs = append(entry.Epochs, manifest.EpochStart{Epoch: e.Epoch, StartOffset: e.StartOffset})
 	}
 	err = p.publish(ctx, func(next *manifest.Manifest) error {
-		if len(next.Entries) == 0 && next.LogStartOffset < s.Base {
+		if len(next.Entries) == 0 && next.LogStartOffset < from {
 			// The first upload: history below it was gone before tiering.
-			next.LogStartOffset = max(s.Base, p.log.StartOffset())
+			next.LogStartOffset = max(from, p.log.StartOffset())
 		}
-		if next.EndOffset() != s.Base {
-			return fmt.Errorf("tier: %s/%d: segment at %d does not follow the remote end %d", p.topic, p.part, s.Base, next.EndOffset())
+		if next.EndOffset() != from {
+			return fmt.Errorf("tier: %s/%d: segment at %d does not follow the remote end %d", p.topic, p.part, from, next.EndOffset())
 		}
 		next.Entries = append(next.Entries, entry)
 		return nil
@@ -287,7 +303,7 @@ func (p *Partition) uploadSegment(ctx context.Context, s plog.SegmentInfo) error
 	if err != nil {
 		return err
 	}
-	p.logger.Debug("uploaded segment", "key", key, "base", s.Base, "next", s.Next, "raw", sum.RawSize, "stored", res.Size)
+	p.logger.Debug("uploaded segment", "key", key, "base", from, "next", s.Next, "raw", sum.RawSize, "stored", res.Size)
 	return nil
 }
 

@@ -265,6 +265,10 @@ func (c *strataCluster) start(ctx context.Context, i int) error {
 	args := append([]string{"serve", "--node-id", strconv.Itoa(int(n.id)), "--listen", n.addr,
 		"--controller-listen", n.ctl, "--controller-voters", c.voters, "--data-dir", n.dir,
 		"--log-level", "info"}, c.extra...)
+	if port := pprofPort(); port > 0 {
+		// Profiling the brokers: broker i serves /debug/pprof on port+i.
+		args = append(args, "--admin-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+int(n.id))))
+	}
 	b.cmd = exec.Command(c.bin, args...)
 	b.cmd.Stdout, b.cmd.Stderr = b.logFile, b.logFile
 	// Its own process group, killed by the kernel if this tool dies, like
@@ -284,6 +288,18 @@ func (c *strataCluster) start(ctx context.Context, i int) error {
 	}
 	n.proc = b
 	return nil
+}
+
+// pprofPort is STRATA_LOAD_CLUSTER_PPROF, the first of three loopback
+// ports on which the brokers serve their admin API and /debug/pprof (for
+// `go tool pprof http://127.0.0.1:PORT/debug/pprof/profile?seconds=10`
+// during a run); 0 (unset) starts them without one.
+func pprofPort() int {
+	port, err := strconv.Atoi(os.Getenv("STRATA_LOAD_CLUSTER_PPROF"))
+	if err != nil || port <= 0 || port > 65535-clusterBrokers {
+		return 0
+	}
+	return port
 }
 
 // kill SIGKILLs broker i and waits until it has exited.

@@ -162,8 +162,8 @@ type Broker struct {
 	// openMu serialises partition opens so that two callers never run
 	// recovery on the same directory at once.
 	openMu sync.Mutex
-	// tierMu serialises opening partitions' tiers (after openMu).
-	tierMu sync.Mutex
+	// attachSem bounds the tiers being opened in the background.
+	attachSem chan struct{}
 	// delMu guards the pending remote deletions file; delRun serialises
 	// deletion runs.
 	delMu, delRun sync.Mutex
@@ -257,6 +257,8 @@ func Open(cfg Config) (*Broker, error) {
 		syncer: plog.NewSyncer(cfg.Logger, cfg.SyncWorkers),
 		files:  plog.NewFileCache(cfg.MaxOpenFiles),
 		pids:   pids,
+		// Tiers opened in the background at once (bucket reads).
+		attachSem: make(chan struct{}, 4),
 	}
 	b.mu.parts = map[partKey]*Partition{}
 	b.descWritten = map[cluster.TopicID]string{}
@@ -342,6 +344,11 @@ func (b *Broker) openAll() error {
 			if err != nil {
 				return err
 			}
+			// At start the tier is attached before the replica fetches:
+			// an empty log continues from the bucket's end.
+			if err := b.attachTier(p, topicconfig.Resolve(t.Configs)); err != nil {
+				b.log.Warn("open tier; will retry", "topic", t.Name, "partition", i, "err", err)
+			}
 			b.applyState(p, mp)
 		}
 	}
@@ -413,10 +420,10 @@ func (b *Broker) openPartition(t cluster.Topic, idx int32) (*Partition, error) {
 		return nil, fmt.Errorf("open partition %s-%d: %w", t.Name, idx, err)
 	}
 	p.log = l
-	if err := b.attachTier(p, tc); err != nil {
-		// The tier loop retries; meanwhile an empty log refuses writes and
+	if b.cfg.Tier != nil && tc.RemoteStorage {
+		// Until its tier is attached, an empty log refuses writes and
 		// reads below the local start fail with a retriable error.
-		b.log.Warn("open tier; will retry", "topic", t.Name, "partition", idx, "err", err)
+		p.needsTier.Store(true)
 	}
 	b.mu.Lock()
 	b.mu.parts[key] = p
@@ -436,16 +443,19 @@ func (b *Broker) onMetadata(ev cluster.Event) {
 			}
 		}
 		b.mu.Unlock()
-		tiered := false
+		var tiered []int32
 		for _, p := range gone {
 			p.close()
-			tiered = tiered || p.tiered() != nil
+			if p.tiered() != nil || p.needsTier.Load() {
+				tiered = append(tiered, p.Index)
+			}
 			if err := p.log.Delete(); err != nil {
 				b.log.Error("delete partition log", "topic", p.Topic, "partition", p.Index, "err", err)
 			}
 		}
-		if tiered {
-			b.deleteRemote(ev.ID, int32(len(gone)))
+		if len(tiered) > 0 {
+			slices.Sort(tiered)
+			b.deleteRemote(ev.ID, tiered)
 		}
 		return
 	}
@@ -468,9 +478,8 @@ func (b *Broker) onMetadata(ev cluster.Event) {
 		}
 		b.applyState(p, mp)
 		p.setConfig(tc, logConfig(tc, &b.cfg))
-		if err := b.attachTier(p, tc); err != nil {
-			b.log.Error("enable tiering", "topic", t.Name, "partition", i, "err", err)
-		}
+		// Not on this (the metadata) goroutine: it reads the bucket.
+		b.attachTierLater(p, tc)
 	}
 }
 
@@ -587,7 +596,35 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 	if validateOnly {
 		return t, nil
 	}
-	return b.meta.CreateTopic(t, int(replicationFactor))
+	created, err := b.meta.CreateTopic(t, int(replicationFactor))
+	if err == nil {
+		b.waitTiersOpen(created.ID, 30*time.Second)
+	}
+	return created, err
+}
+
+// waitTiersOpen waits, at most d, until this broker's replicas of a new
+// tiered topic have their tiers open (in the background), so that the
+// client that created the topic can produce at once.
+func (b *Broker) waitTiersOpen(id cluster.TopicID, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && b.ctx.Err() == nil {
+		waiting := false
+		b.mu.RLock()
+		for k, p := range b.mu.parts {
+			// (An attach that failed is retried by the tier pass; the
+			// client gets a retriable error meanwhile.)
+			if k.id == id && p.needsTier.Load() && p.tiered() == nil && p.attaching.Load() {
+				waiting = true
+				break
+			}
+		}
+		b.mu.RUnlock()
+		if !waiting {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // DeleteTopic deletes a topic and, asynchronously, its data.

@@ -30,6 +30,10 @@ type Partition struct {
 	// needsTier is set for tiered topics from the first attempt to open
 	// the tier; with no tier attached yet, an empty log refuses writes.
 	needsTier atomic.Bool
+	// tierMu serialises opening and reopening the tier; attaching is set
+	// while a background attach runs.
+	tierMu    sync.Mutex
+	attaching atomic.Bool
 
 	mu struct {
 		sync.Mutex
@@ -123,7 +127,7 @@ var codecByName = map[string]int{
 // requests older than Produce v7. The result is not yet durable: callers
 // that need acks=-1 wait with WaitDurable.
 func (p *Partition) Produce(records []byte, allowZstd bool) (ProduceResult, error) {
-	if p.needsTier.Load() && p.tiered() == nil && p.log.EndOffset() == p.log.StartOffset() {
+	if p.needsTier.Load() && p.tiered() == nil && p.log.EndOffset() == p.log.LocalStartOffset() {
 		return ProduceResult{}, fmt.Errorf("%w: %s-%d: the tier is not open yet, so the offset to continue from is unknown", ErrRemoteStorage, p.Topic, p.Index)
 	}
 	c := p.Config()

@@ -437,6 +437,44 @@ func (f *follower) Truncate(offset int64) (int64, error) {
 
 func (f *follower) HighWatermark() int64 { return f.p.HighWatermark() }
 
+// StartOver empties a replica whose log ends below the leader's local log
+// start (it was down while the leader's retention, or local retention of a
+// tiered topic, deleted what it would fetch next), so that it fetches what
+// the leader still has (Kafka's truncate-fully-and-start-at). Its records
+// are committed history the leader let go: a tiered partition continues at
+// the bucket's end (the leader's local log starts at or below it; the
+// producer state and leader epochs come from the bucket), any other at the
+// leader's log start. It returns the new end.
+func (f *follower) StartOver(ctx context.Context, leaderStart, leaderLocalStart int64) (int64, error) {
+	f.p.rep.roleMu.RLock()
+	defer f.p.rep.roleMu.RUnlock()
+	if !f.following() {
+		return 0, errLeading
+	}
+	l := f.p.log
+	if l.EndOffset() >= leaderLocalStart {
+		return l.EndOffset(), nil // nothing to do: the leader has what comes next
+	}
+	tp := f.p.tiered()
+	if tp == nil && f.p.needsTier.Load() {
+		return 0, fmt.Errorf("%w: %s-%d: the tier is not open yet", ErrRemoteStorage, f.p.Topic, f.p.Index)
+	}
+	if _, err := l.TruncateTo(l.LocalStartOffset()); err != nil {
+		return 0, fmt.Errorf("start over: %w", err)
+	}
+	if tp != nil {
+		if err := tp.RebuildLog(ctx); err != nil {
+			return 0, fmt.Errorf("start over from the bucket: %w", err)
+		}
+	} else if err := l.ResetTo(leaderStart, leaderStart, nil, nil); err != nil {
+		return 0, fmt.Errorf("start over at the leader's log start %d: %w", leaderStart, err)
+	}
+	f.p.rep.mu.Lock()
+	f.p.rep.hw = min(f.p.rep.hw, l.EndOffset())
+	f.p.rep.mu.Unlock()
+	return l.EndOffset(), nil
+}
+
 // SetLeaderLogStart follows the leader's log start forward (retention and
 // DeleteRecords on the leader), within what this replica holds durably.
 func (f *follower) SetLeaderLogStart(start int64) {
@@ -447,11 +485,19 @@ func (f *follower) SetLeaderLogStart(start int64) {
 	}
 }
 
+// errTierNotOpen: an empty replica of a tiered topic waits for its tier,
+// which may make it continue from the bucket's end instead of copying
+// history.
+var errTierNotOpen = errors.New("the partition's tier is not open yet")
+
 func (f *follower) AppendFromLeader(b []byte) (int64, error) {
 	f.p.rep.roleMu.RLock()
 	defer f.p.rep.roleMu.RUnlock()
 	if !f.following() {
 		return 0, errLeading
+	}
+	if l := f.p.log; f.p.needsTier.Load() && f.p.tiered() == nil && l.EndOffset() == l.LocalStartOffset() {
+		return 0, errTierNotOpen
 	}
 	if _, err := f.p.log.AppendReplica(b); err != nil {
 		return 0, err

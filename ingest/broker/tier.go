@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,14 +23,16 @@ func (b *Broker) configOptions() topicconfig.Options {
 }
 
 // attachTier opens the tier of a partition whose topic has
-// remote.storage.enable=true. It lines the local log up with the bucket
-// first (a wiped disk continues from the remote end).
+// remote.storage.enable=true, on every replica: an empty local log
+// continues from the bucket first (a wiped disk, or a new replica, does not
+// copy the history the bucket holds). The tier is opened read-only; the
+// tier pass reopens it with the leader epoch when this broker leads.
 func (b *Broker) attachTier(p *Partition, tc topicconfig.Config) error {
 	if b.cfg.Tier == nil || !tc.RemoteStorage {
 		return nil
 	}
-	b.tierMu.Lock()
-	defer b.tierMu.Unlock()
+	p.tierMu.Lock()
+	defer p.tierMu.Unlock()
 	if p.tiered() != nil {
 		return nil
 	}
@@ -38,12 +41,63 @@ func (b *Broker) attachTier(p *Partition, tc topicconfig.Config) error {
 	p.needsTier.Store(true)
 	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Minute)
 	defer cancel()
-	tp, err := b.cfg.Tier.OpenPartition(ctx, p.TopicID, p.Index, p.LeaderEpoch(), p.log)
+	tp, err := b.cfg.Tier.OpenReplica(ctx, p.TopicID, p.Index, p.log)
 	if err != nil {
 		return fmt.Errorf("open tier of %s-%d: %w", p.Topic, p.Index, err)
 	}
 	p.setTiered(tp)
 	return nil
+}
+
+// attachTierLater attaches the tier in the background (at most a few at a
+// time); the tier pass retries what fails.
+func (b *Broker) attachTierLater(p *Partition, tc topicconfig.Config) {
+	if b.cfg.Tier == nil || !tc.RemoteStorage || p.tiered() != nil {
+		return
+	}
+	p.needsTier.Store(true)
+	if !p.attaching.CompareAndSwap(false, true) {
+		return
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer p.attaching.Store(false)
+		select {
+		case b.attachSem <- struct{}{}:
+		case <-b.ctx.Done():
+			return
+		}
+		defer func() { <-b.attachSem }()
+		if err := b.attachTier(p, tc); err != nil {
+			b.log.Warn("open tier; will retry", "topic", p.Topic, "partition", p.Index, "err", err)
+		}
+	}()
+}
+
+// leaderTier returns the partition's tier opened with its current leader
+// epoch when this broker leads it, reopening it after a leader change: the
+// new tier continues from the newest manifest in the bucket and publishes
+// with the new epoch, which fences the manifests of the leader before. Nil
+// when this broker does not lead, or the tier is not open.
+func (b *Broker) leaderTier(ctx context.Context, p *Partition) (*tier.Partition, error) {
+	if !p.leads(b.cfg.NodeID) {
+		return nil, nil
+	}
+	p.tierMu.Lock()
+	defer p.tierMu.Unlock()
+	tp, epoch := p.tiered(), p.LeaderEpoch()
+	if tp == nil || tp.Epoch() == epoch {
+		return tp, nil
+	}
+	ntp, err := b.cfg.Tier.OpenPartition(ctx, p.TopicID, p.Index, epoch, p.log)
+	if err != nil {
+		return nil, fmt.Errorf("open tier of %s-%d at leader epoch %d: %w", p.Topic, p.Index, epoch, err)
+	}
+	p.setTiered(ntp)
+	b.log.Info("tier continues at a new leader epoch", "topic", p.Topic, "partition", p.Index,
+		"leader_epoch", epoch, "remote_end", ntp.RemoteEndOffset())
+	return ntp, nil
 }
 
 // tierLoop uploads, applies retention to both tiers and collects garbage for
@@ -63,16 +117,15 @@ func (b *Broker) tierLoop() {
 	}
 }
 
-// TierPass runs one upload and retention pass (and garbage collection when
-// gc is set) over every tiered partition and waits for it to finish.
+// TierPass runs one pass over every tiered partition and waits for it to
+// finish: on partitions this broker leads, uploads and retention of both
+// tiers (and garbage collection when gc is set); on the others, local
+// retention of what the bucket already holds.
 func (b *Broker) TierPass(gc bool) {
 	b.relieveDisk()
 	b.mu.RLock()
 	var parts, detached []*Partition
 	for _, p := range b.mu.parts {
-		if !p.leads(b.cfg.NodeID) {
-			continue // only the leader uploads and expires the bucket's history
-		}
 		if p.tiered() != nil {
 			parts = append(parts, p)
 		} else if p.needsTier.Load() {
@@ -102,17 +155,66 @@ func (b *Broker) TierPass(gc bool) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			b.tierPartition(p, gc)
+			if p.leads(b.cfg.NodeID) {
+				b.tierPartition(p, gc)
+			} else {
+				b.followTier(p)
+			}
 		}()
 	}
 	wg.Wait()
 }
 
-func (b *Broker) tierPartition(p *Partition, gc bool) {
+// tierRetention is the partition's retention for the tier.
+func tierRetention(c topicconfig.Config) (tier.Retention, error) {
+	r := tier.Retention{
+		RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
+		LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes,
+	}
+	pol, err := compactor.ParseCleanupPolicy(c.CleanupPolicy)
+	r.CleanupPolicy = pol
+	return r, err // validated when set; never delete on a value we cannot read
+}
+
+// followTier applies local retention on a replica that does not lead the
+// partition: it deletes local segments the bucket holds (as the leader's
+// newest manifest says) once local retention lets them go. The manifest is
+// read again only while sealed segments wait for the leader's upload.
+func (b *Broker) followTier(p *Partition) {
 	tp := p.tiered()
+	logger := b.log.With("topic", p.Topic, "partition", p.Index)
+	r, err := tierRetention(p.Config())
+	if err != nil {
+		logger.Warn("tier retention", "err", err)
+		return
+	}
+	if tp.Lag().Segments > 0 {
+		ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+		err := tp.Refresh(ctx)
+		cancel()
+		if err != nil {
+			logger.Warn("follower: read the leader's manifest", "err", err)
+			return
+		}
+	}
+	if n, err := tp.ApplyLocalRetention(r); err != nil {
+		logger.Warn("follower: local retention", "err", err)
+	} else if n > 0 {
+		logger.Debug("follower: local retention", "local_segments_deleted", n)
+	}
+}
+
+func (b *Broker) tierPartition(p *Partition, gc bool) {
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Minute)
 	defer cancel()
 	logger := b.log.With("topic", p.Topic, "partition", p.Index)
+	tp, err := b.leaderTier(ctx, p)
+	if err != nil || tp == nil {
+		if err != nil {
+			logger.Warn("tier", "err", err)
+		}
+		return
+	}
 	if _, err := tp.Upload(ctx, p.HighWatermark()); errors.Is(err, tier.ErrFenced) {
 		logger.Warn("tier upload fenced by a newer leader; stopping", "err", err)
 		return
@@ -122,28 +224,47 @@ func (b *Broker) tierPartition(p *Partition, gc bool) {
 		// deletes what a published manifest already holds.
 		logger.Warn("tier upload", "err", err)
 	}
-	c := p.Config()
-	r := tier.Retention{
-		RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
-		LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes,
-	}
-	pol, err := compactor.ParseCleanupPolicy(c.CleanupPolicy)
-	if err != nil { // validated when set; never delete on a value we cannot read
+	r, err := tierRetention(p.Config())
+	if err != nil {
 		logger.Warn("tier retention", "err", err)
 		return
 	}
-	r.CleanupPolicy = pol
-	local, remote, err := tp.ApplyRetention(ctx, r)
+	// What leaves the bucket is decided only by a leader the quorum still
+	// confirms at this epoch: a deposed leader that has not heard of its
+	// successor yet must not drop history (the successor's manifests fence
+	// its publishing, but not its deletions).
+	confirmed := func() bool {
+		err := b.confirmLeader(ctx, p, tp.Epoch())
+		if err != nil {
+			logger.Warn("tier: leadership not confirmed; deleting nothing from the bucket this pass", "err", err)
+		}
+		return err == nil
+	}
+	var local, remote int
+	if plan := tp.PlanRetention(r); plan.Publish && !confirmed() {
+		local, err = tp.ApplyLocalRetention(r)
+	} else {
+		local, remote, err = tp.ApplyRetention(ctx, r)
+	}
 	if err != nil {
 		logger.Warn("tier retention", "err", err)
 	} else if local+remote > 0 {
 		logger.Debug("tier retention", "local_segments_deleted", local, "remote_segments_dropped", remote)
 	}
-	if gc {
+	if gc && confirmed() {
 		if _, err := tp.GC(ctx); err != nil {
 			logger.Warn("tier garbage collection", "err", err)
 		}
 	}
+}
+
+// confirmLeader asks the metadata quorum whether this broker still leads
+// the partition at epoch.
+func (b *Broker) confirmLeader(ctx context.Context, p *Partition, epoch int32) error {
+	if p.LeaderEpoch() != epoch || !p.leads(b.cfg.NodeID) {
+		return fmt.Errorf("%w: %s-%d: leader epoch is now %d", ErrNotLeader, p.Topic, p.Index, p.LeaderEpoch())
+	}
+	return b.meta.ConfirmLeader(ctx, p.TopicID, p.Index, epoch)
 }
 
 // relieveDisk shrinks the tier's read cache when the data disk gets close to
@@ -183,8 +304,14 @@ func (b *Broker) ProduceThrottleMs() int32 { return b.throttleMs.Load() }
 // Remote data of deleted topics is removed by a background job; the pending
 // list is persisted so an interrupted deletion resumes after a restart.
 type remoteDeletion struct {
-	TopicID    string `json:"topic_id"`
-	Partitions int32  `json:"partitions"`
+	TopicID string `json:"topic_id"`
+	// Partitions is the topic's partition count, used when Indexes is
+	// empty (files written before replication).
+	Partitions int32 `json:"partitions"`
+	// Indexes are the partitions this broker held: every replica deletes
+	// the data of its own (deleting twice is harmless), so no single
+	// broker being down leaves data behind.
+	Indexes []int32 `json:"indexes,omitempty"`
 }
 
 type remoteDeletions struct {
@@ -194,12 +321,12 @@ type remoteDeletions struct {
 
 func (b *Broker) deletionsPath() string { return filepath.Join(b.cfg.DataDir, "tier-deletions.json") }
 
-// deleteRemote records a tiered topic's remote data for deletion and starts
-// deleting it.
-func (b *Broker) deleteRemote(id cluster.TopicID, partitions int32) {
+// deleteRemote records the remote data of a tiered topic's partitions for
+// deletion and starts deleting it.
+func (b *Broker) deleteRemote(id cluster.TopicID, indexes []int32) {
 	b.delMu.Lock()
 	pend := b.loadDeletionsLocked()
-	pend = append(pend, remoteDeletion{TopicID: id.String(), Partitions: partitions})
+	pend = append(pend, remoteDeletion{TopicID: id.String(), Partitions: int32(len(indexes)), Indexes: indexes})
 	err := b.saveDeletionsLocked(pend)
 	b.delMu.Unlock()
 	if err != nil {
@@ -231,7 +358,16 @@ func (b *Broker) resumeRemoteDeletions() {
 		// The descriptor goes first, so that no broker imports a topic
 		// whose data is being deleted.
 		err := b.cfg.Tier.DeleteTopic(b.ctx, id)
-		for part := int32(0); part < d.Partitions && err == nil; part++ {
+		parts := d.Indexes
+		if len(parts) == 0 {
+			for i := range d.Partitions {
+				parts = append(parts, i)
+			}
+		}
+		for _, part := range parts {
+			if err != nil {
+				break
+			}
 			var n int
 			n, err = b.cfg.Tier.DeletePartitionData(b.ctx, id, part)
 			total += n
@@ -244,7 +380,7 @@ func (b *Broker) resumeRemoteDeletions() {
 		b.delMu.Lock()
 		rest := b.loadDeletionsLocked()
 		for i := range rest {
-			if rest[i] == d {
+			if rest[i].TopicID == d.TopicID && slices.Equal(rest[i].Indexes, d.Indexes) && rest[i].Partitions == d.Partitions {
 				rest = append(rest[:i], rest[i+1:]...)
 				break
 			}

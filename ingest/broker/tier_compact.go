@@ -94,14 +94,15 @@ func (p *Partition) remoteCompactionConfig() (compactor.Config, error) {
 	return cfg, nil
 }
 
-// tieredPartitions returns the partitions with an open tier that this
-// broker leads (only the leader changes the bucket).
+// tieredPartitions returns the partitions this broker leads whose tier is
+// open at the current leader epoch (only the leader changes the bucket; the
+// tier pass reopens a tier after a leader change).
 func (b *Broker) tieredPartitions() []*Partition {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	var out []*Partition
 	for _, p := range b.mu.parts {
-		if p.tiered() != nil && p.leads(b.cfg.NodeID) {
+		if tp := p.tiered(); tp != nil && p.leads(b.cfg.NodeID) && tp.Epoch() == p.LeaderEpoch() {
 			out = append(out, p)
 		}
 	}

@@ -162,7 +162,16 @@ func FenceReplica(p Partition, id int32, usable func(int32) bool, unclean bool) 
 // without a leader is led by it when it is in the ISR (or, unclean, a
 // replica at all).
 func UnfenceReplica(p Partition, id int32, usable func(int32) bool, unclean bool) Partition {
-	if p.Leader != NoLeader || !slices.Contains(p.Replicas, id) {
+	if !slices.Contains(p.Replicas, id) {
+		return p
+	}
+	return ElectIfLeaderless(p, usable, unclean)
+}
+
+// ElectIfLeaderless is a partition with a leader elected if it had none
+// (unchanged if none can lead).
+func ElectIfLeaderless(p Partition, usable func(int32) bool, unclean bool) Partition {
+	if p.Leader != NoLeader {
 		return p
 	}
 	return withLeader(p.clone(), ElectLeader(p, usable, unclean))

@@ -344,3 +344,207 @@ func TestStateLimits(t *testing.T) {
 		t.Fatalf("huge producer id block: %v", r.Err)
 	}
 }
+
+// stateWith returns a state with brokers 1..n registered and unfenced.
+func stateWith(t *testing.T, n int32) (*State, func(Command) Result) {
+	t.Helper()
+	s := NewState()
+	idx := uint64(0)
+	next := func(c Command) Result { idx++; return apply(t, s, idx, c) }
+	for id := int32(1); id <= n; id++ {
+		next(Command{Type: CmdRegisterBroker, Broker: &Registration{Broker: Broker{ID: id}}})
+		if r := next(Command{Type: CmdUnfenceBroker, BrokerID: id, Epoch: s.Brokers[id].Epoch}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	return s, next
+}
+
+func TestElectIfLeaderless(t *testing.T) {
+	p := Partition{Leader: NoLeader, LeaderEpoch: 3, PartitionEpoch: 5, Replicas: []int32{1, 2, 3}, ISR: []int32{1}}
+	not1 := func(id int32) bool { return id != 1 }
+	if q := ElectIfLeaderless(p, not1, false); q.Leader != NoLeader || q.PartitionEpoch != 5 {
+		t.Fatalf("clean: %+v", q)
+	}
+	q := ElectIfLeaderless(p, not1, true)
+	if q.Leader != 2 || q.LeaderEpoch != 4 || !slices.Equal(q.ISR, []int32{2}) || !slices.Equal(p.ISR, []int32{1}) {
+		t.Fatalf("unclean: %+v (input %+v)", q, p)
+	}
+	led := Partition{Leader: 3, Replicas: []int32{1, 3}, ISR: []int32{3}}
+	if q := ElectIfLeaderless(led, all, true); q.Leader != 3 || q.LeaderEpoch != 0 {
+		t.Fatalf("a led partition changed: %+v", q)
+	}
+}
+
+// TestStateUncleanElection: with the ISR down to a dead broker and another
+// replica alive, the partition stays leaderless while
+// unclean.leader.election.enable is off, is led by that replica as soon as
+// the config is turned on (or at fencing, if it was on already), and never
+// on a tiered topic even if its configs ask for it.
+func TestStateUncleanElection(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		configs map[string]string // set before broker 1 dies
+		later   map[string]string // set after
+		want    int32
+	}{
+		{"off", nil, nil, NoLeader},
+		{"turned-on-later", nil, map[string]string{"unclean.leader.election.enable": "true"}, 2},
+		{"on-at-fencing", map[string]string{"unclean.leader.election.enable": "true"}, nil, 2},
+		{"tiered", map[string]string{"unclean.leader.election.enable": "true", "remote.storage.enable": "true"}, nil, NoLeader},
+		{"tiered-later", map[string]string{"remote.storage.enable": "true"}, map[string]string{"unclean.leader.election.enable": "true", "remote.storage.enable": "true"}, NoLeader},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, next := stateWith(t, 3)
+			top := TopicRecord{Name: "t", ID: NewTopicID(), Configs: tc.configs,
+				Partitions: []PartitionRec{{Leader: 1, Replicas: []int32{1, 2, 3}, ISR: []int32{1}}}}
+			if r := next(Command{Type: CmdCreateTopic, Topic: &top}); r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			next(Command{Type: CmdFenceBroker, BrokerID: 1, Epoch: s.Brokers[1].Epoch})
+			if tc.later != nil {
+				if r := next(Command{Type: CmdSetConfigs, Name: "t", Configs: tc.later}); r.Err != nil {
+					t.Fatal(r.Err)
+				}
+			}
+			p := s.Topics["t"].Partitions[0]
+			if p.Leader != tc.want {
+				t.Fatalf("leader %d, want %d: %+v", p.Leader, tc.want, p)
+			}
+			if tc.want != NoLeader && (!slices.Equal(p.ISR, []int32{tc.want}) || p.LeaderEpoch == 0) {
+				t.Fatalf("unclean leader: %+v", p)
+			}
+			// A follower coming back elects uncleanly too where allowed.
+			next(Command{Type: CmdFenceBroker, BrokerID: 2, Epoch: s.Brokers[2].Epoch})
+			next(Command{Type: CmdFenceBroker, BrokerID: 3, Epoch: s.Brokers[3].Epoch})
+			next(Command{Type: CmdUnfenceBroker, BrokerID: 3, Epoch: s.Brokers[3].Epoch})
+			p = s.Topics["t"].Partitions[0]
+			if want := map[bool]int32{true: NoLeader, false: 3}[tc.want == NoLeader]; p.Leader != want {
+				t.Fatalf("after 3 came back: %+v, want leader %d", p, want)
+			}
+		})
+	}
+}
+
+// TestStateShutdownFence: a controlled shutdown's fencing is not undone by
+// a heartbeat of the same incarnation (its unfence is refused); a new
+// registration starts afresh.
+func TestStateShutdownFence(t *testing.T) {
+	s, next := stateWith(t, 2)
+	top := TopicRecord{Name: "t", ID: NewTopicID(), Partitions: []PartitionRec{{Leader: 1, Replicas: []int32{1, 2}, ISR: []int32{1, 2}}}}
+	next(Command{Type: CmdCreateTopic, Topic: &top})
+	e := s.Brokers[1].Epoch
+	next(Command{Type: CmdFenceBroker, BrokerID: 1, Epoch: e, Shutdown: true})
+	if r := next(Command{Type: CmdUnfenceBroker, BrokerID: 1, Epoch: e}); !errors.Is(r.Err, ErrShuttingDown) {
+		t.Fatalf("unfence after a controlled shutdown: %v", r.Err)
+	}
+	if b := s.Brokers[1]; !b.Fenced || !b.ShuttingDown || s.Topics["t"].Partitions[0].Leader != 2 {
+		t.Fatalf("after the refused unfence: %+v %+v", b, s.Topics["t"].Partitions[0])
+	}
+	next(Command{Type: CmdRegisterBroker, Broker: &Registration{Broker: Broker{ID: 1}}})
+	if r := next(Command{Type: CmdUnfenceBroker, BrokerID: 1, Epoch: s.Brokers[1].Epoch}); r.Err != nil || s.Brokers[1].Fenced || s.Brokers[1].ShuttingDown {
+		t.Fatalf("the new incarnation: %v %+v", r.Err, s.Brokers[1])
+	}
+}
+
+// TestStateRequestIDs: a command carrying a request id already applied
+// (a retry after a lost answer) changes nothing and gets the first result,
+// errors included; the results survive a snapshot, and only the latest
+// maxRemembered are kept.
+func TestStateRequestIDs(t *testing.T) {
+	s, next := stateWith(t, 1)
+	first := next(Command{Type: CmdAllocateProducerIDs, Count: 10, ReqID: "a"})
+	again := next(Command{Type: CmdAllocateProducerIDs, Count: 10, ReqID: "a"})
+	if first.Err != nil || again.Value != first.Value || s.NextProducerID != 10 {
+		t.Fatalf("allocate twice: %+v %+v, next %d", first, again, s.NextProducerID)
+	}
+	rec := func() *TopicRecord {
+		return &TopicRecord{Name: "t", ID: NewTopicID(), Partitions: []PartitionRec{{Leader: 1, Replicas: []int32{1}, ISR: []int32{1}}}}
+	}
+	if r := next(Command{Type: CmdCreateTopic, Topic: rec(), ReqID: "b"}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	// Planned again by another controller, with another topic id.
+	if r := next(Command{Type: CmdCreateTopic, Topic: rec(), ReqID: "b"}); r.Err != nil || len(s.ByID) != 1 {
+		t.Fatalf("retried create: %v, %d topic ids", r.Err, len(s.ByID))
+	}
+	if r := next(Command{Type: CmdCreateTopic, Topic: rec(), ReqID: "c"}); !errors.Is(r.Err, ErrTopicExists) {
+		t.Fatalf("another create: %v", r.Err)
+	}
+	if r := next(Command{Type: CmdCreateTopic, Topic: rec(), ReqID: "c"}); !errors.Is(r.Err, ErrTopicExists) {
+		t.Fatalf("its retry: %v", r.Err)
+	}
+	raw, err := s.MarshalSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := UnmarshalSnapshot(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := back.Apply(100, Command{V: FormatVersion, Type: CmdAllocateProducerIDs, Count: 10, ReqID: "a"}); r.Value != first.Value || back.NextProducerID != 10 {
+		t.Fatalf("retry after a snapshot: %+v, next %d", r, back.NextProducerID)
+	}
+	for i := range maxRemembered {
+		next(Command{Type: CmdAllocateProducerIDs, Count: 1, ReqID: fmt.Sprint("x", i)})
+	}
+	if _, ok := s.Remembered("a"); ok || len(s.Recent) != maxRemembered {
+		t.Fatalf("%d remembered, the oldest still there: %v", len(s.Recent), ok)
+	}
+}
+
+// TestStateConfirmLeader: only the registered, unfenced leader at its
+// broker epoch and exactly the leader epoch is confirmed.
+func TestStateConfirmLeader(t *testing.T) {
+	s, next := stateWith(t, 2)
+	id := NewTopicID()
+	top := TopicRecord{Name: "t", ID: id, Partitions: []PartitionRec{{Leader: 1, LeaderEpoch: 4, Replicas: []int32{1, 2}, ISR: []int32{1, 2}}}}
+	next(Command{Type: CmdCreateTopic, Topic: &top})
+	e1 := s.Brokers[1].Epoch
+	if err := s.ConfirmLeader(1, e1, id, 0, 4); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		broker      int32
+		epoch       int64
+		topic       TopicID
+		part, lepoc int32
+		also        error
+	}{
+		{1, e1, id, 0, 3, nil},
+		{1, e1, id, 0, 5, nil},
+		{2, s.Brokers[2].Epoch, id, 0, 4, nil},
+		{1, e1 + 1, id, 0, 4, ErrStaleBrokerEpoch},
+		{7, 1, id, 0, 4, ErrUnknownBroker},
+		{1, e1, id, 1, 4, ErrUnknownTopicPartition},
+		{1, e1, NewTopicID(), 0, 4, ErrUnknownTopicPartition},
+	} {
+		err := s.ConfirmLeader(tc.broker, tc.epoch, tc.topic, tc.part, tc.lepoc)
+		if !errors.Is(err, ErrNotConfirmed) || tc.also != nil && !errors.Is(err, tc.also) {
+			t.Errorf("%+v: %v", tc, err)
+		}
+	}
+	next(Command{Type: CmdFenceBroker, BrokerID: 1, Epoch: e1})
+	if err := s.ConfirmLeader(1, e1, id, 0, 4); !errors.Is(err, ErrNotConfirmed) {
+		t.Fatalf("fenced: %v", err)
+	}
+}
+
+// TestErrKinds: errors keep every sentinel they wrap across the
+// controller connection, written the same way every time.
+func TestErrKinds(t *testing.T) {
+	err := fmt.Errorf("%w: %w: x", ErrNotConfirmed, ErrUnknownTopicPartition)
+	msg, kind := encodeErr(err)
+	for range 10 {
+		if _, k := encodeErr(err); k != kind {
+			t.Fatalf("kinds %q then %q", kind, k)
+		}
+	}
+	back := decodeErr(msg, kind)
+	if !errors.Is(back, ErrNotConfirmed) || !errors.Is(back, ErrUnknownTopicPartition) || back.Error() != err.Error() {
+		t.Fatalf("decoded %v (kind %q)", back, kind)
+	}
+	if back := decodeErr(ErrTopicExists.Error(), "topic_exists"); back != ErrTopicExists {
+		t.Fatalf("plain sentinel: %v", back)
+	}
+}

@@ -16,7 +16,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,10 +47,19 @@ type ctlRequest struct {
 	RF    int          `json:"rf,omitempty"`
 	Name  string       `json:"name,omitempty"`
 	Total int32        `json:"total,omitempty"`
-	// BrokerID, Epoch and Addr identify a broker (heartbeat, join).
+	// BrokerID, Epoch and Addr identify a broker (heartbeat, join,
+	// confirm_leader).
 	BrokerID int32  `json:"broker_id,omitempty"`
 	Epoch    int64  `json:"epoch,omitempty"`
 	Addr     string `json:"addr,omitempty"`
+	// TopicID, Partition and LeaderEpoch name the leadership to confirm
+	// (confirm_leader).
+	TopicID     *TopicID `json:"topic_id,omitempty"`
+	Partition   int32    `json:"partition,omitempty"`
+	LeaderEpoch int32    `json:"leader_epoch,omitempty"`
+	// ID names a write across its retries (Command.ReqID): the controller
+	// answers a retry of a write it applied with the first result.
+	ID string `json:"id,omitempty"`
 }
 
 // Controller request ops.
@@ -58,7 +70,14 @@ const (
 	opHeartbeat        = "heartbeat"
 	opJoin             = "join"
 	opIndex            = "index"
+	opConfirmLeader    = "confirm_leader"
 )
+
+// isWrite reports whether an op changes the metadata: do gives it an id,
+// so that a retry after a lost answer is not applied twice.
+func isWrite(op string) bool {
+	return op == opApply || op == opCreateTopic || op == opCreatePartitions
+}
 
 // ctlResponse answers a ctlRequest.
 type ctlResponse struct {
@@ -90,42 +109,65 @@ var errKinds = map[string]error{
 	"unknown_partition":    ErrUnknownTopicPartition,
 	"not_controller":       ErrNotController,
 	"controller_shut_down": raft.ErrRaftShutdown,
+	"not_confirmed":        ErrNotConfirmed,
+	"shutting_down":        ErrShuttingDown,
 }
+
+// kindNames are errKinds' names in order, so that an error's kinds are
+// written the same way on every node (they are kept in the state, see
+// Remembered).
+var kindNames = slices.Sorted(maps.Keys(errKinds))
 
 // ErrNotController is returned when a request reached a node that is not
 // the controller (it moved); requests are retried at the new one.
 var ErrNotController = errors.New("not the controller")
 
-// remoteError is an error from the controller without a known kind.
-type remoteError struct{ msg string }
+// remoteError is an error from the controller with the controller's
+// message and the sentinels it wrapped there, if any.
+type remoteError struct {
+	msg  string
+	errs []error
+}
 
-func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Error() string   { return e.msg }
+func (e *remoteError) Unwrap() []error { return e.errs }
 
+// encodeErr returns an error's message and the names of the sentinels it
+// wraps, comma-separated.
 func encodeErr(err error) (msg, kind string) {
 	if err == nil {
 		return "", ""
 	}
-	for k, e := range errKinds {
-		if errors.Is(err, e) {
-			return err.Error(), k
+	var kinds []string
+	for _, k := range kindNames {
+		if errors.Is(err, errKinds[k]) {
+			kinds = append(kinds, k)
 		}
 	}
-	return err.Error(), ""
+	return err.Error(), strings.Join(kinds, ",")
 }
 
-// decodeErr rebuilds an error that wraps its sentinel, with the
+// decodeErr rebuilds an error that wraps its sentinels, with the
 // controller's message.
 func decodeErr(msg, kind string) error {
 	if msg == "" && kind == "" {
 		return nil
 	}
-	if e, ok := errKinds[kind]; ok {
-		if msg == e.Error() {
-			return e
+	var errs []error
+	for _, k := range strings.Split(kind, ",") {
+		if e, ok := errKinds[k]; ok {
+			errs = append(errs, e)
 		}
-		return fmt.Errorf("%w (%s)", e, msg)
 	}
-	return &remoteError{msg: msg}
+	switch {
+	case len(errs) == 0:
+		return &remoteError{msg: msg}
+	case len(errs) == 1 && msg == errs[0].Error():
+		return errs[0]
+	case len(errs) == 1:
+		return fmt.Errorf("%w (%s)", errs[0], msg)
+	}
+	return &remoteError{msg: msg, errs: errs}
 }
 
 func writeFrame(w *bufio.Writer, v any) error {
@@ -168,10 +210,14 @@ func readFrame(r *bufio.Reader, v any) error {
 // that start with a raft RPC type, and a controller request server for the
 // others.
 type demux struct {
-	ln      net.Listener
-	dial    dialFunc
-	log     *slog.Logger
-	handle  func(ctlRequest) ctlResponse
+	ln     net.Listener
+	dial   dialFunc
+	log    *slog.Logger
+	handle func(ctlRequest) ctlResponse
+	// ended is told when a connection that carried accepted heartbeats
+	// ends other than by this side closing it or by idling: the broker
+	// that sent them may be gone (see Raft.heartbeatConnEnded).
+	ended   func(broker int32, epoch int64)
 	raftCh  chan net.Conn
 	closed  chan struct{}
 	once    sync.Once
@@ -192,8 +238,8 @@ func dialWith(d dialFunc, addr string, timeout time.Duration) (net.Conn, error) 
 	return d(ctx, "tcp", addr)
 }
 
-func newDemux(ln net.Listener, log *slog.Logger, handle func(ctlRequest) ctlResponse, dial dialFunc) *demux {
-	d := &demux{ln: ln, log: log, handle: handle, dial: dial, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[net.Conn]bool{}}
+func newDemux(ln net.Listener, log *slog.Logger, handle func(ctlRequest) ctlResponse, ended func(int32, int64), dial dialFunc) *demux {
+	d := &demux{ln: ln, log: log, handle: handle, ended: ended, dial: dial, raftCh: make(chan net.Conn), closed: make(chan struct{}), conns: map[net.Conn]bool{}}
 	d.wg.Add(1)
 	go d.acceptLoop()
 	return d
@@ -233,10 +279,20 @@ func (d *demux) route(c net.Conn) {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	if first[0] != ctlMagic {
-		select {
-		case d.raftCh <- &peekedConn{Conn: c, r: br}:
-		case <-d.closed:
+		// Raft's handler closes the connection when it returns; wait
+		// counts it until then, so that the raft log is not closed under
+		// a request it is still serving.
+		pc := &peekedConn{Conn: c, r: br}
+		pc.done = func() { d.track(c, false); d.wg.Done() }
+		if !d.track(c, true) {
 			c.Close()
+			return
+		}
+		d.wg.Add(1)
+		select {
+		case d.raftCh <- pc:
+		case <-d.closed:
+			pc.Close()
 		}
 		return
 	}
@@ -248,22 +304,45 @@ func (d *demux) route(c net.Conn) {
 	defer d.track(c, false)
 	defer c.Close()
 	w := bufio.NewWriter(c)
+	// The broker whose heartbeats this connection carried, if any.
+	var hbBroker int32
+	var hbEpoch int64
 	for {
 		var req ctlRequest
 		_ = c.SetReadDeadline(time.Now().Add(ctlIdleTimeout))
-		if err := readFrame(br, &req); err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				d.log.Debug("controller request connection ended", "remote", c.RemoteAddr().String(), "err", err)
+		err := readFrame(br, &req)
+		var resp ctlResponse
+		ok := err == nil
+		if ok {
+			resp, ok = d.serve(req)
+		}
+		if ok {
+			if req.Op == opHeartbeat && resp.Err == "" {
+				hbBroker, hbEpoch = req.BrokerID, req.Epoch
 			}
-			return
+			err = writeFrame(w, resp)
 		}
-		resp, ok := d.serve(req)
-		if !ok {
-			return
+		if ok && err == nil {
+			continue
 		}
-		if err := writeFrame(w, resp); err != nil {
-			return
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			d.log.Debug("controller request connection ended", "remote", c.RemoteAddr().String(), "err", err)
 		}
+		var ne net.Error
+		idle := errors.As(err, &ne) && ne.Timeout()
+		if hbEpoch != 0 && !idle && !d.isClosed() && d.ended != nil {
+			d.ended(hbBroker, hbEpoch)
+		}
+		return
+	}
+}
+
+func (d *demux) isClosed() bool {
+	select {
+	case <-d.closed:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -306,8 +385,8 @@ func (d *demux) Accept() (net.Conn, error) {
 }
 
 // Close implements raft.StreamLayer: it stops accepting and closes the
-// controller request connections. Raft's own connections are closed by the
-// transport.
+// controller request connections and the raft connections it accepted
+// (under raft's handlers: they return, and close them again).
 func (d *demux) Close() error {
 	d.once.Do(func() {
 		close(d.closed)
@@ -332,16 +411,25 @@ func (d *demux) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 	return dialWith(d.dial, string(address), timeout)
 }
 
-// peekedConn is a connection whose first bytes were buffered by route.
+// peekedConn is a connection whose first bytes were buffered by route;
+// done runs once, at its first Close.
 type peekedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r    *bufio.Reader
+	once sync.Once
+	done func()
+}
+
+func (c *peekedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.done)
+	return err
 }
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// ctlClient sends controller requests over one connection per address,
-// reused while it works.
+// ctlClient sends controller requests over one connection, to one address
+// at a time, reused while it works. Calls are serial.
 type ctlClient struct {
 	dial dialFunc
 	mu   sync.Mutex

@@ -10,12 +10,15 @@ package cluster
 //
 // Brokers register (getting a broker epoch), then heartbeat; the
 // controller unfences a registered broker on its first heartbeat and fences
-// one whose heartbeats stop for the session timeout, which moves its
-// partition leadership to other in-sync replicas (control.go).
+// one whose heartbeats stop for the session timeout (or sooner when it can
+// tell the broker is gone, liveness.go), which moves its partition
+// leadership to other in-sync replicas (control.go).
 
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -142,11 +145,20 @@ type Raft struct {
 	db    *raftboltdb.BoltStore
 	addr  string // this node's transport address
 	cc    ctlClient
+	// hc carries only heartbeats, so that they never wait behind a slow
+	// write, and its connection's end tells the controller this broker
+	// may be gone.
+	hc ctlClient
 
 	epoch atomic.Int64 // this broker's epoch, 0 until registered
+	// caughtUpTerm is the latest raft term in which this node, as the
+	// controller, applied everything committed before it (confirm.go).
+	caughtUpTerm atomic.Uint64
 	// stopping is set by ControlledShutdown: no more heartbeats, so the
 	// controller does not unfence this broker again.
 	stopping atomic.Bool
+	// leaderObs is told when another node becomes the controller.
+	leaderObs chan raft.Observation
 	// running is set once r is; controller requests that arrive before
 	// are answered "not the controller".
 	running atomic.Bool
@@ -156,11 +168,31 @@ type Raft struct {
 
 	ctl struct {
 		sync.Mutex
-		leading     bool
-		leaderSince time.Time
-		seen        map[int32]time.Time // last heartbeat per broker, while leading
+		leading bool
+		// sessions is what this node observed of brokers' liveness since
+		// it became the controller (zero while it is not).
+		sessions sessions
+		// lastController is the last other controller this node followed.
+		lastController int32
 		// lastRebalance is when preferred leaders were last checked.
 		lastRebalance time.Time
+	}
+}
+
+func (q *Raft) timing() timing {
+	return timing{heartbeat: q.cfg.HeartbeatInterval, session: q.cfg.SessionTimeout}
+}
+
+// heartbeatConnEnded is told by the controller listener that a connection
+// that carried heartbeats of broker id at epoch ended: unless the broker
+// heartbeats again soon (on a new connection), its session ends early
+// (liveness.go).
+func (q *Raft) heartbeatConnEnded(id int32, epoch int64) {
+	q.ctl.Lock()
+	defer q.ctl.Unlock()
+	if q.ctl.sessions.lost != nil {
+		q.ctl.sessions.lost[id] = connLoss{epoch: epoch, at: time.Now()}
+		q.log.Debug("a broker's heartbeat connection ended", "broker", id, "broker_epoch", epoch)
 	}
 }
 
@@ -176,6 +208,8 @@ func OpenRaft(cfg RaftConfig) (*Raft, error) {
 	}
 	q := &Raft{cfg: cfg, log: cfg.Logger.With("component", "metadata")}
 	q.cc.dial = cfg.Dial
+	q.hc.dial = cfg.Dial
+	q.ctl.lastController = -1
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	q.fsm = &fsm{st: NewState(), log: q.log, mirror: cfg.MirrorPath}
 	if err := q.start(); err != nil {
@@ -224,7 +258,7 @@ func (q *Raft) start() error {
 		if err != nil {
 			return fmt.Errorf("controller listener: %w", err)
 		}
-		q.dm = newDemux(ln, q.log, q.handle, cfg.Dial)
+		q.dm = newDemux(ln, q.log, q.handle, q.heartbeatConnEnded, cfg.Dial)
 		q.addr = ln.Addr().String()
 		if v, ok := cfg.Voters[cfg.Self.ID]; ok && strings.HasSuffix(v, ":0") {
 			cfg.Voters[cfg.Self.ID] = q.addr
@@ -253,6 +287,13 @@ func (q *Raft) start() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	q.running.Store(true)
+	// Told of every new controller, the heartbeat loop greets it at once
+	// (liveness.go counts on it).
+	q.leaderObs = make(chan raft.Observation, 1)
+	q.r.RegisterObserver(raft.NewObserver(q.leaderObs, false, func(o *raft.Observation) bool {
+		lo, ok := o.Data.(raft.LeaderObservation)
+		return ok && lo.LeaderID != "" && lo.LeaderID != serverID(cfg.Self.ID)
+	}))
 	deadline := time.Now().Add(cfg.StartTimeout)
 	if !voter && !existing {
 		if err := q.join(deadline); err != nil {
@@ -317,7 +358,7 @@ func (q *Raft) catchUp(deadline time.Time) error {
 		} else if addr, _ := q.r.LeaderWithID(); addr != "" {
 			resp, err := q.cc.call(string(addr), ctlRequest{Op: opIndex}, 5*time.Second)
 			if err == nil && resp.Err == "" {
-				return q.waitApplied(resp.Index, deadline)
+				return q.waitAppliedUntil(resp.Index, deadline)
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -379,7 +420,9 @@ func (q *Raft) unfenced() bool {
 	return ok && r.Epoch == q.epoch.Load() && !r.Fenced
 }
 
-// heartbeatLoop keeps this broker's session with the controller.
+// heartbeatLoop keeps this broker's session with the controller: a
+// heartbeat every interval, and one as soon as another node becomes the
+// controller, so that a new controller hears from live brokers at once.
 func (q *Raft) heartbeatLoop() {
 	defer q.wg.Done()
 	t := time.NewTicker(q.cfg.HeartbeatInterval)
@@ -389,8 +432,9 @@ func (q *Raft) heartbeatLoop() {
 		case <-q.ctx.Done():
 			return
 		case <-t.C:
-			q.heartbeat()
+		case <-q.leaderObs:
 		}
+		q.heartbeat()
 	}
 }
 
@@ -416,7 +460,8 @@ func (q *Raft) heartbeat() {
 // is the controller.
 func (q *Raft) controllerLoop() {
 	defer q.wg.Done()
-	t := time.NewTicker(min(q.cfg.HeartbeatInterval/2, 500*time.Millisecond))
+	// Often: the graces of liveness.go are counted from this loop's ticks.
+	t := time.NewTicker(min(q.cfg.HeartbeatInterval/4, 100*time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
@@ -433,36 +478,26 @@ func (q *Raft) controllerLoop() {
 			rebalance = q.ctl.leading // not in the first tick of a new controller
 		}
 		if leading && !q.ctl.leading {
-			// A new controller gives every broker a full session to
-			// reach it before fencing anyone.
-			q.ctl.leaderSince = now
-			q.ctl.seen = map[int32]time.Time{}
+			q.ctl.sessions = sessions{since: now, prev: q.ctl.lastController, seen: map[int32]time.Time{}, lost: map[int32]connLoss{}}
+		}
+		if !leading {
+			// Remembered for the shorter grace of the previous controller
+			// should this node take over (the leader is unknown during an
+			// election: the last one seen is kept).
+			if c := q.ControllerID(); c != -1 && c != q.cfg.Self.ID {
+				q.ctl.lastController = c
+			}
+			q.ctl.sessions = sessions{}
 		}
 		q.ctl.leading = leading
 		var stale []Registration
-		// A new controller has no heartbeat times: a broker it has not
-		// heard from is fenced once live brokers have had a few heartbeat
-		// intervals to find it (not a whole session: that would add a
-		// session timeout to the failover of a broker that was also the
-		// controller).
-		grace := min(q.cfg.SessionTimeout, 3*q.cfg.HeartbeatInterval)
-		if leading && now.Sub(q.ctl.leaderSince) > grace {
-			for _, r := range q.registrations() {
-				seen, ok := q.ctl.seen[r.ID]
-				if !ok {
-					seen = q.ctl.leaderSince.Add(grace - q.cfg.SessionTimeout)
-				}
-				// The controller's own broker is alive by being here (a
-				// stalled process must not fence itself on resuming).
-				if !r.Fenced && r.ID != q.cfg.Self.ID && now.Sub(seen) > q.cfg.SessionTimeout {
-					stale = append(stale, r)
-				}
-			}
+		if leading {
+			stale = expiredSessions(q.registrations(), q.cfg.Self.ID, q.ctl.sessions, q.timing(), now)
 		}
 		q.ctl.Unlock()
 		for _, r := range stale {
 			resp := q.propose(Command{Type: CmdFenceBroker, BrokerID: r.ID, Epoch: r.Epoch})
-			q.log.Warn("fenced a broker that stopped heartbeating", "broker", r.ID, "broker_epoch", r.Epoch, "err", resp.Err)
+			q.log.Warn("fenced a broker whose session expired", "broker", r.ID, "broker_epoch", r.Epoch, "err", resp.Err)
 		}
 		if rebalance && q.imbalanced() {
 			resp := q.propose(Command{Type: CmdPreferredLeaders})
@@ -506,7 +541,8 @@ func (q *Raft) ControlledShutdown(timeout time.Duration) error {
 	}
 	q.stopping.Store(true)
 	deadline := time.Now().Add(timeout)
-	_, err := q.do(ctlRequest{Op: opApply, Cmd: &Command{Type: CmdFenceBroker, BrokerID: q.cfg.Self.ID, Epoch: q.epoch.Load()}}, deadline)
+	// Shutdown keeps it fenced whatever heartbeat is still on its way.
+	_, err := q.do(ctlRequest{Op: opApply, Cmd: &Command{Type: CmdFenceBroker, BrokerID: q.cfg.Self.ID, Epoch: q.epoch.Load(), Shutdown: true}}, deadline)
 	if err != nil {
 		return fmt.Errorf("controlled shutdown: %w", err)
 	}
@@ -523,22 +559,35 @@ func (q *Raft) ControlledShutdown(timeout time.Duration) error {
 // answer, failures included, carries an index the requester waits for, so
 // that what it reads next is at least as new as what the controller
 // decided from (a "topic exists" answer finds the topic there).
-func (q *Raft) handle(req ctlRequest) ctlResponse {
-	resp := q.handleOp(req)
+func (q *Raft) handle(req ctlRequest) ctlResponse { return q.handleCtx(q.ctx, req) }
+
+// handleCtx is handle bounded by ctx too (a request from this broker).
+func (q *Raft) handleCtx(ctx context.Context, req ctlRequest) ctlResponse {
+	resp := q.handleOp(ctx, req)
 	if resp.Index == 0 && q.running.Load() && resp.Kind != "not_controller" {
 		resp.Index = q.r.AppliedIndex()
 	}
 	return resp
 }
 
-func (q *Raft) handleOp(req ctlRequest) ctlResponse {
+func (q *Raft) handleOp(ctx context.Context, req ctlRequest) ctlResponse {
 	if !q.running.Load() {
 		return errResponse(ErrNotController)
 	}
 	if q.r.State() != raft.Leader {
 		return notController(q.r)
 	}
+	if isWrite(req.Op) {
+		// A retry of a write applied already (its answer was lost) gets
+		// the first answer; one not applied yet, or still in flight, is
+		// caught when applied (State.Apply).
+		if r, ok := q.remembered(req.ID); ok {
+			return ctlResponse{Index: r.Index, Value: r.Value, Err: r.Err, Kind: r.Kind}
+		}
+	}
 	switch req.Op {
+	case opConfirmLeader:
+		return q.confirmLeader(ctx, req)
 	case opIndex:
 		if err := q.r.Barrier(q.cfg.RequestTimeout).Error(); err != nil {
 			return errResponse(err)
@@ -548,7 +597,9 @@ func (q *Raft) handleOp(req ctlRequest) ctlResponse {
 		if req.Cmd == nil || !forwardable[req.Cmd.Type] {
 			return errResponse(fmt.Errorf("%w: command not accepted from a broker", ErrUnsupportedCommand))
 		}
-		return q.propose(*req.Cmd)
+		cmd := *req.Cmd
+		cmd.ReqID = req.ID
+		return q.propose(cmd)
 	case opCreateTopic:
 		return q.createTopic(req)
 	case opCreatePartitions:
@@ -562,11 +613,11 @@ func (q *Raft) handleOp(req ctlRequest) ctlResponse {
 			return errResponse(fmt.Errorf("%w: broker %d is at epoch %d, not %d", ErrStaleBrokerEpoch, r.ID, r.Epoch, req.Epoch))
 		}
 		q.ctl.Lock()
-		if q.ctl.seen != nil {
-			q.ctl.seen[req.BrokerID] = time.Now()
+		if q.ctl.sessions.seen != nil {
+			q.ctl.sessions.seen[req.BrokerID] = time.Now()
 		}
 		q.ctl.Unlock()
-		if r.Fenced {
+		if r.Fenced && !r.ShuttingDown {
 			resp := q.propose(Command{Type: CmdUnfenceBroker, BrokerID: r.ID, Epoch: r.Epoch})
 			if resp.Err == "" {
 				q.log.Info("unfenced a broker", "broker", r.ID, "broker_epoch", r.Epoch)
@@ -622,6 +673,13 @@ func (q *Raft) propose(c Command) ctlResponse {
 	return resp
 }
 
+// remembered returns the result of an applied write by request id.
+func (q *Raft) remembered(id string) (Remembered, bool) {
+	q.fsm.mu.RLock()
+	defer q.fsm.mu.RUnlock()
+	return q.fsm.st.Remembered(id)
+}
+
 func (q *Raft) usableBrokers() []Broker {
 	var out []Broker
 	for _, r := range q.registrations() {
@@ -657,7 +715,7 @@ func (q *Raft) createTopic(req ctlRequest) ctlResponse {
 		t.ID = NewTopicID()
 	}
 	t.Partitions = newPartitions(assign)
-	return q.propose(Command{Type: CmdCreateTopic, Topic: &t})
+	return q.propose(Command{Type: CmdCreateTopic, Topic: &t, ReqID: req.ID})
 }
 
 func (q *Raft) createPartitions(req ctlRequest) ctlResponse {
@@ -676,22 +734,42 @@ func (q *Raft) createPartitions(req ctlRequest) ctlResponse {
 	if err != nil {
 		return errResponse(fmt.Errorf("%w: %v", ErrInvalidReplication, err))
 	}
-	return q.propose(Command{Type: CmdCreatePartitions, Name: req.Name, Adds: newPartitions(assign), Count: int64(len(t.Partitions))})
+	return q.propose(Command{Type: CmdCreatePartitions, Name: req.Name, Adds: newPartitions(assign), Count: int64(len(t.Partitions)), ReqID: req.ID})
 }
 
 // do runs a request at the controller (here or over the controller port),
 // retrying while the controller moves, and waits until this node has
 // applied the resulting command.
 func (q *Raft) do(req ctlRequest, deadline time.Time) (ctlResponse, error) {
+	ctx, cancel := context.WithDeadline(q.ctx, deadline)
+	defer cancel()
+	return q.doCtx(ctx, req)
+}
+
+// doCtx is do bounded by ctx (which must have a deadline). A write gets an
+// id first: a retry after a lost answer (the controller may have applied
+// it) then gets the first result instead of being applied again.
+func (q *Raft) doCtx(ctx context.Context, req ctlRequest) (ctlResponse, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(q.cfg.RequestTimeout)
+	}
+	if isWrite(req.Op) && req.ID == "" {
+		req.ID = newRequestID()
+	}
+	cc := &q.cc
+	if req.Op == opHeartbeat {
+		cc = &q.hc
+	}
 	var last error = ErrNotController
 	for {
 		var resp ctlResponse
 		var err error
 		switch addr, _ := q.r.LeaderWithID(); {
 		case q.r.State() == raft.Leader:
-			resp = q.handle(req)
+			resp = q.handleCtx(ctx, req)
 		case addr != "":
-			resp, err = q.cc.call(string(addr), req, max(time.Until(deadline), time.Second))
+			resp, err = cc.call(string(addr), req, max(time.Until(deadline), time.Second))
 		default:
 			err = ErrNotController
 		}
@@ -700,22 +778,40 @@ func (q *Raft) do(req ctlRequest, deadline time.Time) (ctlResponse, error) {
 		}
 		if !errors.Is(err, ErrNotController) && !isConnErr(err) {
 			if resp.Index > 0 {
-				if werr := q.waitApplied(resp.Index, deadline); werr != nil && err == nil {
+				if werr := q.waitApplied(ctx, resp.Index); werr != nil && err == nil {
 					err = werr
 				}
 			}
 			return resp, err
 		}
-		last = err
 		if time.Now().After(deadline) {
-			return resp, fmt.Errorf("metadata request %s: %w", req.Op, last)
+			return resp, fmt.Errorf("metadata request %s: %w", req.Op, err)
 		}
+		// A connection found broken (the controller's end closed while
+		// it was idle) is dialed again at once; the rest wait a little
+		// for the controller to move.
+		connErr := isConnErr(err)
+		if connErr && !isConnErr(last) {
+			last = err
+			continue
+		}
+		last = err
 		select {
 		case <-time.After(50 * time.Millisecond):
-		case <-q.ctx.Done():
-			return resp, fmt.Errorf("metadata request %s: %w", req.Op, raft.ErrRaftShutdown)
+		case <-ctx.Done():
+			if q.ctx.Err() != nil {
+				return resp, fmt.Errorf("metadata request %s: %w", req.Op, raft.ErrRaftShutdown)
+			}
+			return resp, fmt.Errorf("metadata request %s: %w (last: %v)", req.Op, ctx.Err(), last)
 		}
 	}
+}
+
+// newRequestID returns a random id for a write (ctlRequest.ID).
+func newRequestID() string {
+	var b [12]byte
+	_, _ = crand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b[:])
 }
 
 func isConnErr(err error) bool {
@@ -725,18 +821,23 @@ func isConnErr(err error) bool {
 }
 
 // waitApplied waits until this node's state machine has applied index.
-func (q *Raft) waitApplied(index uint64, deadline time.Time) error {
+func (q *Raft) waitApplied(ctx context.Context, index uint64) error {
 	for q.r.AppliedIndex() < index {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("metadata: index %d not applied here in time (at %d)", index, q.r.AppliedIndex())
-		}
 		select {
 		case <-time.After(2 * time.Millisecond):
 		case <-q.ctx.Done():
 			return raft.ErrRaftShutdown
+		case <-ctx.Done():
+			return fmt.Errorf("metadata: index %d not applied here in time (at %d): %w", index, q.r.AppliedIndex(), ctx.Err())
 		}
 	}
 	return nil
+}
+
+func (q *Raft) waitAppliedUntil(index uint64, deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(q.ctx, deadline)
+	defer cancel()
+	return q.waitApplied(ctx, index)
 }
 
 func (q *Raft) write(req ctlRequest) (ctlResponse, error) {
@@ -919,6 +1020,7 @@ func (q *Raft) Close() error {
 		q.dm.wait()
 	}
 	q.cc.close()
+	q.hc.close()
 	if q.db != nil {
 		if err := q.db.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close raft log: %w", err))

@@ -19,6 +19,8 @@ import (
 	"maps"
 	"slices"
 	"sort"
+
+	"github.com/strata-io/strata/ingest/topicconfig"
 )
 
 // FormatVersion is the version of metadata commands and snapshots written
@@ -27,6 +29,11 @@ const FormatVersion = 1
 
 // maxProducerIDBlock bounds one producer id reservation.
 const maxProducerIDBlock = 1 << 20
+
+// maxRemembered is how many request results the state keeps for
+// retries (Command.ReqID): a retry comes within a request timeout, long
+// before this many later writes.
+const maxRemembered = 4096
 
 // Errors of metadata changes beyond the topic ones in cluster.go; the wire
 // layer maps them to Kafka codes.
@@ -40,6 +47,11 @@ var (
 	ErrInvalidReplication    = errors.New("invalid replication factor")
 	ErrUnsupportedCommand    = errors.New("unsupported metadata command")
 	ErrUnknownTopicPartition = errors.New("unknown topic partition")
+	// ErrNotConfirmed is why the quorum did not confirm a broker's
+	// leadership of a partition (ConfirmLeader).
+	ErrNotConfirmed = errors.New("leadership not confirmed by the metadata quorum")
+	// ErrShuttingDown refuses to unfence a broker in controlled shutdown.
+	ErrShuttingDown = errors.New("broker is shutting down")
 )
 
 // Registration is a broker as the quorum knows it.
@@ -54,6 +66,10 @@ type Registration struct {
 	// Fenced brokers lead nothing and are not in ISRs (unless they were a
 	// partition's last in-sync replica).
 	Fenced bool
+	// ShuttingDown is set by a controlled shutdown's fencing: the broker
+	// stays fenced until it registers again, whatever heartbeats of the
+	// old process still arrive.
+	ShuttingDown bool `json:"shutting_down,omitempty"`
 }
 
 // Command is one change to the metadata state.
@@ -72,6 +88,12 @@ type Command struct {
 	Configs   map[string]string `json:"configs,omitempty"`
 	Alter     *AlterPartition   `json:"alter,omitempty"`
 	Count     int64             `json:"count,omitempty"`
+	// Shutdown marks a fence_broker as a controlled shutdown's.
+	Shutdown bool `json:"shutdown,omitempty"`
+	// ReqID names the broker request the command came from; a command
+	// whose ReqID was applied before (a retry after a lost answer) changes
+	// nothing and gets the first result again.
+	ReqID string `json:"req_id,omitempty"`
 }
 
 // Command types.
@@ -162,11 +184,48 @@ type State struct {
 	ByID      map[TopicID]string
 	// NextProducerID is the first producer id not yet handed to a broker.
 	NextProducerID int64
+	// Recent are the results of the latest commands that carried a ReqID,
+	// oldest first, at most maxRemembered; recent indexes them.
+	Recent []Remembered
+	recent map[string]Remembered
+}
+
+// Remembered is the result of a command with a ReqID, kept for retries.
+type Remembered struct {
+	ID    string `json:"id"`
+	Index uint64 `json:"index"`
+	Value int64  `json:"value,omitempty"`
+	Err   string `json:"err,omitempty"`
+	Kind  string `json:"kind,omitempty"`
 }
 
 // NewState returns an empty state.
 func NewState() *State {
-	return &State{Brokers: map[int32]Registration{}, Topics: map[string]Topic{}, ByID: map[TopicID]string{}}
+	return &State{Brokers: map[int32]Registration{}, Topics: map[string]Topic{}, ByID: map[TopicID]string{}, recent: map[string]Remembered{}}
+}
+
+// Remembered returns the result of the command with request id id, if it
+// was applied and is still remembered.
+func (s *State) Remembered(id string) (Remembered, bool) {
+	if id == "" {
+		return Remembered{}, false
+	}
+	r, ok := s.recent[id]
+	return r, ok
+}
+
+func (s *State) remember(idx uint64, id string, res Result) {
+	msg, kind := encodeErr(res.Err)
+	r := Remembered{ID: id, Index: idx, Value: res.Value, Err: msg, Kind: kind}
+	if s.recent == nil {
+		s.recent = map[string]Remembered{}
+	}
+	if len(s.Recent) >= maxRemembered {
+		delete(s.recent, s.Recent[0].ID)
+		s.Recent = slices.Delete(s.Recent, 0, 1)
+	}
+	s.Recent = append(s.Recent, r)
+	s.recent[id] = r
 }
 
 // Result is what applying a command produced.
@@ -193,6 +252,18 @@ func (s *State) Apply(idx uint64, c Command) Result {
 	if c.V < 1 || c.V > FormatVersion {
 		return Result{Err: fmt.Errorf("%w: version %d (this binary reads up to %d)", ErrUnsupportedCommand, c.V, FormatVersion)}
 	}
+	if c.ReqID == "" {
+		return s.apply(idx, c)
+	}
+	if r, ok := s.recent[c.ReqID]; ok {
+		return Result{Value: r.Value, Err: decodeErr(r.Err, r.Kind)}
+	}
+	res := s.apply(idx, c)
+	s.remember(idx, c.ReqID, res)
+	return res
+}
+
+func (s *State) apply(idx uint64, c Command) Result {
 	switch c.Type {
 	case CmdInit:
 		if s.ClusterID == "" {
@@ -243,11 +314,17 @@ func (s *State) Apply(idx uint64, c Command) Result {
 		if t.Configs == nil {
 			t.Configs = map[string]string{}
 		}
+		// Turning unclean.leader.election.enable on elects leaderless
+		// partitions at once, as Kafka does.
+		unclean := s.unclean(t)
+		for i, p := range t.Partitions {
+			t.Partitions[i] = ElectIfLeaderless(p, s.usable, unclean)
+		}
 		return s.store(t)
 	case CmdAlterPartition:
 		return s.applyAlter(c)
 	case CmdPreferredLeaders:
-		return s.eachPartition(func(p Partition) Partition { return PreferredLeader(p, s.usable) })
+		return s.eachPartition(func(p Partition, _ bool) Partition { return PreferredLeader(p, s.usable) })
 	case CmdAllocateProducerIDs:
 		if c.Count <= 0 || c.Count > maxProducerIDBlock || s.NextProducerID > 1<<62 {
 			return Result{Err: fmt.Errorf("%w: allocate %d producer ids", ErrUnsupportedCommand, c.Count)}
@@ -290,6 +367,7 @@ func (s *State) applyRegister(idx uint64, c Command) Result {
 	r := *c.Broker
 	r.Epoch = int64(idx)
 	r.Fenced = true
+	r.ShuttingDown = false
 	_, known := s.Brokers[r.ID]
 	s.Brokers[r.ID] = r
 	res := Result{Value: r.Epoch}
@@ -310,6 +388,15 @@ func (s *State) applyFencing(c Command) Result {
 		return Result{Err: fmt.Errorf("%w: broker %d is at epoch %d, not %d", ErrStaleBrokerEpoch, r.ID, r.Epoch, c.Epoch)}
 	}
 	fence := c.Type == CmdFenceBroker
+	if fence && c.Shutdown && !r.ShuttingDown {
+		r.ShuttingDown = true
+		s.Brokers[r.ID] = r
+	}
+	if !fence && r.ShuttingDown {
+		// A heartbeat the old process sent before its controlled
+		// shutdown fenced it.
+		return Result{Err: fmt.Errorf("%w: broker %d at epoch %d", ErrShuttingDown, r.ID, r.Epoch)}
+	}
 	if r.Fenced == fence {
 		return Result{}
 	}
@@ -318,32 +405,38 @@ func (s *State) applyFencing(c Command) Result {
 	if fence {
 		return Result{Events: s.fenceLocked(r.ID)}
 	}
-	return s.eachPartition(func(p Partition) Partition {
-		return UnfenceReplica(p, r.ID, s.usable, s.unclean(p))
+	return s.eachPartition(func(p Partition, unclean bool) Partition {
+		return UnfenceReplica(p, r.ID, s.usable, unclean)
 	})
 }
 
 // fenceLocked moves leadership and ISR places away from broker id.
 func (s *State) fenceLocked(id int32) []Event {
-	return s.eachPartition(func(p Partition) Partition {
-		return FenceReplica(p, id, s.usable, false)
+	return s.eachPartition(func(p Partition, unclean bool) Partition {
+		return FenceReplica(p, id, s.usable, unclean)
 	}).Events
 }
 
-// unclean is reserved for unclean.leader.election.enable; elections are
-// clean until the broker side exists (see docs/architecture.md).
-func (s *State) unclean(Partition) bool { return false }
+// unclean reports whether t's partitions may elect a replica outside the
+// ISR: unclean.leader.election.enable, and never on a tiered topic (its
+// configs refuse the pair; this holds even if a state has it).
+func (s *State) unclean(t Topic) bool {
+	c := topicconfig.Resolve(t.Configs)
+	return c.UncleanLeaderElection && !c.RemoteStorage
+}
 
-// eachPartition replaces every partition by fn's result and reports the
-// topics that changed, in name order.
-func (s *State) eachPartition(fn func(Partition) Partition) Result {
+// eachPartition replaces every partition by fn's result (given whether the
+// topic allows unclean elections) and reports the topics that changed, in
+// name order.
+func (s *State) eachPartition(fn func(p Partition, unclean bool) Partition) Result {
 	names := slices.Sorted(maps.Keys(s.Topics))
 	var res Result
 	for _, name := range names {
 		t := s.Topics[name]
+		unclean := s.unclean(t)
 		var nt *Topic
 		for i, p := range t.Partitions {
-			q := fn(p)
+			q := fn(p, unclean)
 			if q.PartitionEpoch == p.PartitionEpoch {
 				continue
 			}
@@ -429,11 +522,12 @@ type snapshot struct {
 	Brokers        []Registration `json:"brokers"`
 	Topics         []TopicRecord  `json:"topics"`
 	NextProducerID int64          `json:"next_producer_id"`
+	Recent         []Remembered   `json:"recent,omitempty"`
 }
 
 // MarshalSnapshot encodes the state (brokers by id, topics by name).
 func (s *State) MarshalSnapshot() ([]byte, error) {
-	snap := snapshot{V: FormatVersion, ClusterID: s.ClusterID, NextProducerID: s.NextProducerID}
+	snap := snapshot{V: FormatVersion, ClusterID: s.ClusterID, NextProducerID: s.NextProducerID, Recent: s.Recent}
 	for _, id := range slices.Sorted(maps.Keys(s.Brokers)) {
 		snap.Brokers = append(snap.Brokers, s.Brokers[id])
 	}
@@ -458,6 +552,13 @@ func UnmarshalSnapshot(raw []byte) (*State, error) {
 	for _, b := range snap.Brokers {
 		s.Brokers[b.ID] = b
 	}
+	for _, r := range snap.Recent {
+		if _, dup := s.recent[r.ID]; dup || r.ID == "" || len(s.Recent) >= maxRemembered {
+			return nil, fmt.Errorf("decode metadata snapshot: request result %q twice, unnamed or beyond %d", r.ID, maxRemembered)
+		}
+		s.Recent = append(s.Recent, r)
+		s.recent[r.ID] = r
+	}
 	for _, r := range snap.Topics {
 		if _, dup := s.Topics[r.Name]; dup {
 			return nil, fmt.Errorf("decode metadata snapshot: topic %q twice", r.Name)
@@ -470,4 +571,33 @@ func UnmarshalSnapshot(raw []byte) (*State, error) {
 		s.ByID[t.ID] = t.Name
 	}
 	return s, nil
+}
+
+// ConfirmLeader checks that broker, at broker epoch brokerEpoch, is
+// registered, not fenced and the leader of the partition at exactly
+// leaderEpoch. Every refusal wraps ErrNotConfirmed; a topic or partition
+// that does not exist (any more) wraps ErrUnknownTopicPartition too.
+func (s *State) ConfirmLeader(broker int32, brokerEpoch int64, topic TopicID, partition, leaderEpoch int32) error {
+	r, ok := s.Brokers[broker]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: %w: broker %d", ErrNotConfirmed, ErrUnknownBroker, broker)
+	case r.Epoch != brokerEpoch:
+		return fmt.Errorf("%w: %w: broker %d is at epoch %d, not %d", ErrNotConfirmed, ErrStaleBrokerEpoch, broker, r.Epoch, brokerEpoch)
+	case r.Fenced:
+		return fmt.Errorf("%w: broker %d is fenced", ErrNotConfirmed, broker)
+	}
+	name, ok := s.ByID[topic]
+	if !ok {
+		return fmt.Errorf("%w: %w: topic %s", ErrNotConfirmed, ErrUnknownTopicPartition, topic)
+	}
+	t := s.Topics[name]
+	if partition < 0 || int(partition) >= len(t.Partitions) {
+		return fmt.Errorf("%w: %w: %s-%d", ErrNotConfirmed, ErrUnknownTopicPartition, name, partition)
+	}
+	p := t.Partitions[partition]
+	if p.Leader != broker || p.LeaderEpoch != leaderEpoch {
+		return fmt.Errorf("%w: %s-%d is led by %d at epoch %d, not by %d at epoch %d", ErrNotConfirmed, name, partition, p.Leader, p.LeaderEpoch, broker, leaderEpoch)
+	}
+	return nil
 }

@@ -188,6 +188,18 @@ type state struct {
 	f         Follower
 	truncated bool // divergent tail removed for the current leader epoch
 	failUntil time.Time
+	// behind: the leader answered that it no longer has the offset this
+	// replica fetches (its log start, or local log start, passed it).
+	behind bool
+}
+
+// StartOverer is a Follower that can start over at the leader's log when
+// its own log ends below what the leader still holds locally (retention on
+// the leader, or local retention of a tiered topic, deleted it).
+type StartOverer interface {
+	// StartOver is told the leader's log start and local log start and
+	// returns the replica's new end offset.
+	StartOver(ctx context.Context, leaderStart, leaderLocalStart int64) (int64, error)
 }
 
 func newFetcher(cfg Config, leader int32) *fetcher {
@@ -279,6 +291,14 @@ func (fe *fetcher) run() {
 		}
 		br := cl.Broker(int(fe.leader))
 		for k, st := range snap {
+			if st.behind {
+				if err := fe.startOver(br, k, st); err != nil {
+					fe.log.Warn("starting over at the leader's log failed; will retry", "topic", k.topic, "partition", k.part, "err", err)
+					st.failUntil = time.Now().Add(fe.cfg.Backoff)
+					delete(snap, k)
+					continue
+				}
+			}
 			if !st.truncated {
 				if err := fe.truncate(br, k, st); err != nil {
 					fe.log.Warn("truncating a follower to the leader's log failed; will retry", "topic", k.topic, "partition", k.part, "err", err)
@@ -363,6 +383,57 @@ func (fe *fetcher) truncate(br *kgo.Broker, k pkey, st *state) error {
 	return nil
 }
 
+// startOver asks the leader for its log start and local log start
+// (ListOffsets, earliest and KIP-1005's earliest-local) and lets the
+// replica start over there when its log ends below them.
+func (fe *fetcher) startOver(br *kgo.Broker, k pkey, st *state) error {
+	so, ok := st.f.(StartOverer)
+	if !ok {
+		return errors.New("the leader no longer has the offsets this replica needs, and it cannot start over")
+	}
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = fe.cfg.Self
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = k.topic
+	for _, ts := range []int64{-2, -4} {
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition, rp.CurrentLeaderEpoch, rp.Timestamp = k.part, st.f.FollowEpoch(), ts
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	ctx, cancel := context.WithTimeout(fe.ctx, 2*time.Minute)
+	defer cancel()
+	resp, err := br.Request(ctx, req)
+	if err != nil {
+		return err
+	}
+	r := resp.(*kmsg.ListOffsetsResponse)
+	if len(r.Topics) != 1 || len(r.Topics[0].Partitions) != 2 {
+		return errors.New("ListOffsets answered other partitions")
+	}
+	ps := r.Topics[0].Partitions
+	for _, p := range ps {
+		if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+			return err
+		}
+	}
+	if !fe.current(k, st) {
+		return nil
+	}
+	from := st.f.EndOffset()
+	end, err := so.StartOver(ctx, ps[0].Offset, ps[1].Offset)
+	if err != nil {
+		return err
+	}
+	fe.log.Info("replica started over at the leader's log", "topic", k.topic, "partition", k.part,
+		"from", from, "to", end, "leader_log_start", ps[0].Offset, "leader_local_start", ps[1].Offset)
+	st.behind = false
+	// An emptied log has no divergent tail; one the leader's log still
+	// covers was out of range above the leader's end: truncate again.
+	st.truncated = end != from
+	return nil
+}
+
 // fetchOnce sends one Fetch for the partitions in snap and appends what
 // comes back.
 func (fe *fetcher) fetchOnce(br *kgo.Broker, snap map[pkey]*state) error {
@@ -414,7 +485,10 @@ func (fe *fetcher) fetchOnce(br *kgo.Broker, snap map[pkey]*state) error {
 			if !ok || !fe.current(k, st) {
 				continue
 			}
-			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+			if err := kerr.ErrorForCode(p.ErrorCode); errors.Is(err, kerr.OffsetOutOfRange) || errors.Is(err, kerr.OffsetMovedToTieredStorage) {
+				st.behind = true
+				continue
+			} else if err != nil {
 				// Leadership moved or the epoch is stale: the metadata
 				// will say where to go; back off this partition.
 				fe.log.Debug("replica fetch partition error", "topic", k.topic, "partition", k.part, "err", err)

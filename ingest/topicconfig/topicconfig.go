@@ -129,7 +129,7 @@ func init() {
 	def(FlushMessages, TypeLong, maxL, "Force an extra fsync after this many unsynced records (durability never depends on it).", atLeast(1))
 	def(FlushMs, TypeLong, maxL, "Force an extra fsync when unsynced data is this old.", atLeast(0))
 	def(MinInsyncReplicas, TypeInt, "1", "Replicas that must have a write for acks=all to succeed.", atLeast(1))
-	def(UncleanLeaderElection, TypeBoolean, "false", "Allow a replica outside the ISR to become leader.", nil)
+	def(UncleanLeaderElection, TypeBoolean, "false", "Allow a replica outside the ISR to become leader when no in-sync replica can (acknowledged records may be lost); refused on tiered topics.", nil)
 	def(DeleteRetentionMs, TypeLong, "86400000", "How long tombstones are kept on compacted topics.", atLeast(0))
 	def(MinCleanableDirtyRatio, TypeDouble, "0.5", "Dirty ratio at which a compacted log is cleaned.", between(0, 1))
 	def(MinCompactionLagMs, TypeLong, "0", "Minimum age of a record before it can be compacted.", atLeast(0))
@@ -246,6 +246,12 @@ func Validate(overrides map[string]string, opts Options) error {
 		}
 	}
 	c := Resolve(overrides)
+	if c.RemoteStorage && c.UncleanLeaderElection {
+		// Checked on the whole set, so it holds whichever of the two was
+		// set first. An out-of-sync leader would publish a history that
+		// diverges from what the bucket already holds.
+		return &Error{Name: UncleanLeaderElection, Value: "true", Reason: "cannot be enabled on a tiered topic (remote.storage.enable=true)"}
+	}
 	if !c.RemoteStorage {
 		// As in Kafka, local.* values are accepted but inert without tiering.
 		return nil
@@ -294,6 +300,9 @@ type Config struct {
 	FlushMessages        int64
 	FlushMs              int64
 	MinInsyncReplicas    int32
+	// UncleanLeaderElection lets the controller elect a replica outside
+	// the ISR when no in-sync one can lead (never on a tiered topic).
+	UncleanLeaderElection bool
 	// Compaction (cleanup.policy containing compact).
 	MinCleanableDirtyRatio float64
 	MinCompactionLagMs     int64
@@ -313,26 +322,27 @@ func Resolve(overrides map[string]string) Config {
 		return v
 	}
 	c := Config{
-		CleanupPolicy:        str(CleanupPolicy),
-		CompressionType:      str(CompressionType),
-		RetentionMs:          num(RetentionMs),
-		RetentionBytes:       num(RetentionBytes),
-		LocalRetentionMs:     num(LocalRetentionMs),
-		LocalRetentionBytes:  num(LocalRetentionBytes),
-		RemoteStorage:        str(RemoteStorageEnable) == "true",
-		SegmentBytes:         num(SegmentBytes),
-		SegmentMs:            num(SegmentMs),
-		IndexIntervalBytes:   int(num(IndexIntervalBytes)),
-		MaxMessageBytes:      int32(num(MaxMessageBytes)),
-		LogAppendTime:        str(MessageTimestampType) == "LogAppendTime",
-		TimestampBeforeMaxMs: num(TimestampBeforeMaxMs),
-		TimestampAfterMaxMs:  num(TimestampAfterMaxMs),
-		FlushMessages:        num(FlushMessages),
-		FlushMs:              num(FlushMs),
-		MinInsyncReplicas:    int32(num(MinInsyncReplicas)),
-		MinCompactionLagMs:   num(MinCompactionLagMs),
-		MaxCompactionLagMs:   num(MaxCompactionLagMs),
-		DeleteRetentionMs:    num(DeleteRetentionMs),
+		CleanupPolicy:         str(CleanupPolicy),
+		CompressionType:       str(CompressionType),
+		RetentionMs:           num(RetentionMs),
+		RetentionBytes:        num(RetentionBytes),
+		LocalRetentionMs:      num(LocalRetentionMs),
+		LocalRetentionBytes:   num(LocalRetentionBytes),
+		RemoteStorage:         str(RemoteStorageEnable) == "true",
+		SegmentBytes:          num(SegmentBytes),
+		SegmentMs:             num(SegmentMs),
+		IndexIntervalBytes:    int(num(IndexIntervalBytes)),
+		MaxMessageBytes:       int32(num(MaxMessageBytes)),
+		LogAppendTime:         str(MessageTimestampType) == "LogAppendTime",
+		TimestampBeforeMaxMs:  num(TimestampBeforeMaxMs),
+		TimestampAfterMaxMs:   num(TimestampAfterMaxMs),
+		FlushMessages:         num(FlushMessages),
+		FlushMs:               num(FlushMs),
+		MinInsyncReplicas:     int32(num(MinInsyncReplicas)),
+		UncleanLeaderElection: str(UncleanLeaderElection) == "true",
+		MinCompactionLagMs:    num(MinCompactionLagMs),
+		MaxCompactionLagMs:    num(MaxCompactionLagMs),
+		DeleteRetentionMs:     num(DeleteRetentionMs),
 	}
 	var err error
 	if c.MinCleanableDirtyRatio, err = strconv.ParseFloat(str(MinCleanableDirtyRatio), 64); err != nil {

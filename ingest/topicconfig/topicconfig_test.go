@@ -33,6 +33,10 @@ func TestValidate(t *testing.T) {
 		{map[string]string{RemoteStorageEnable: "true"}, RemoteStorageEnable, "tiered storage"},
 		// Without tiering, local.* values are accepted but inert, as in Kafka.
 		{map[string]string{RetentionMs: "1000", LocalRetentionMs: "2000"}, "", ""},
+		{map[string]string{UncleanLeaderElection: "true"}, "", ""},
+		{map[string]string{UncleanLeaderElection: "yes"}, UncleanLeaderElection, "true or false"},
+		// Refused on a tiered topic even before tiering is checked.
+		{map[string]string{UncleanLeaderElection: "true", RemoteStorageEnable: "true"}, UncleanLeaderElection, "tiered"},
 	}
 	for _, c := range cases {
 		err := Validate(c.in, Options{})
@@ -73,6 +77,10 @@ func TestValidateTiered(t *testing.T) {
 		{tiered(CleanupPolicy, "compact"), ""},
 		{tiered(CleanupPolicy, "compact,delete"), ""},
 		{tiered(CleanupPolicy, "delete,compact", RetentionMs, "1000", LocalRetentionMs, "2000"), LocalRetentionMs},
+		// Unclean election and tiering exclude each other, in either order
+		// of setting (the whole set is validated).
+		{tiered(UncleanLeaderElection, "true"), UncleanLeaderElection},
+		{tiered(UncleanLeaderElection, "false"), ""},
 	}
 	for _, c := range cases {
 		err := Validate(c.in, Options{Tiering: true})
@@ -85,6 +93,9 @@ func TestValidateTiered(t *testing.T) {
 
 func TestResolve(t *testing.T) {
 	c := Resolve(map[string]string{RetentionMs: "5000", MessageTimestampType: "LogAppendTime", MessageTimestampDiffMaxMs: "10"})
+	if c.UncleanLeaderElection || !Resolve(map[string]string{UncleanLeaderElection: "true"}).UncleanLeaderElection {
+		t.Fatalf("unclean.leader.election.enable resolved wrong")
+	}
 	if c.RetentionMs != 5000 || c.LocalRetentionMs != 5000 || c.LocalRetentionBytes != -1 || !c.LogAppendTime || c.TimestampBeforeMaxMs != 10 {
 		t.Fatalf("resolved: %+v", c)
 	}

@@ -129,10 +129,12 @@ func TestTieredCompactedTopic(t *testing.T) {
 		lastUpdate = max(lastUpdate, r.Offset)
 	}
 	p := tieredPartition(t, ip.b, topic)
-	tp := p.Tier()
+	// (The tier is reopened with the leader epoch by the first tier pass:
+	// read it afresh.)
 	waitFor(t, "the updates to live only in the bucket", time.Minute, func() bool {
-		return tp.RemoteEndOffset() > lastUpdate && p.LocalStartOffset() > lastUpdate
+		return p.Tier().RemoteEndOffset() > lastUpdate && p.LocalStartOffset() > lastUpdate
 	})
+	tp := p.Tier()
 	end := p.HighWatermark()
 	before := tp.Manifest()
 	if got := readCompacted(t, ip.addr, topic); compactedView(t, got, latest, true) {
