@@ -71,17 +71,31 @@ func (p *Partition) ApplyLocalRetention(r Retention) (int, error) {
 	return n, nil
 }
 
-// RebuildLog makes a local log that holds no records continue at the end of
-// the bucket's newest manifest, with the producer state and leader epochs
-// of the last remote segment: how a replica whose disk was wiped, or whose
-// log the leader's local log no longer reaches, rejoins without copying
-// the history the bucket holds. It refuses a log with records.
-func (p *Partition) RebuildLog(ctx context.Context) error {
-	p.workMu.Lock()
-	defer p.workMu.Unlock()
+// PrepareRebuild reads what RebuildLog needs from the bucket (the newest
+// manifest and the last remote segment's footer), so that RebuildLog, run
+// where I/O must be short, finds it cached.
+func (p *Partition) PrepareRebuild(ctx context.Context) error {
 	if err := p.Refresh(ctx); err != nil {
 		return err
 	}
+	cur := p.Manifest()
+	if n := len(cur.Entries); n > 0 {
+		if _, err := p.reader(ctx, &cur.Entries[n-1]); err != nil {
+			return fmt.Errorf("tier: %s/%d: read the last remote segment: %w", p.topic, p.part, err)
+		}
+	}
+	return nil
+}
+
+// RebuildLog makes a local log that holds no records continue at the end of
+// the newest manifest known (PrepareRebuild reads it), with the producer
+// state and leader epochs of the last remote segment: how a replica whose
+// disk was wiped, or whose log the leader's local log no longer reaches,
+// rejoins without copying the history the bucket holds. It refuses a log
+// with records.
+func (p *Partition) RebuildLog(ctx context.Context) error {
+	p.workMu.Lock()
+	defer p.workMu.Unlock()
 	cur := p.Manifest()
 	if p.log.EndOffset() != p.log.LocalStartOffset() {
 		return fmt.Errorf("tier: %s/%d: rebuild from the bucket: the local log holds records [%d, %d)",

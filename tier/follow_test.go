@@ -157,6 +157,9 @@ func TestRebuildLogFromBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	pe.m = m // now the bucket with the uploads
+	if err := pe.PrepareRebuild(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := pe.RebuildLog(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +181,9 @@ func TestRebuildLogFromBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	ps.m = m
+	if err := ps.PrepareRebuild(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := ps.RebuildLog(ctx); err == nil {
 		t.Fatal("RebuildLog of a log with records succeeded")
 	}

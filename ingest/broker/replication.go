@@ -446,6 +446,13 @@ func (f *follower) HighWatermark() int64 { return f.p.HighWatermark() }
 // producer state and leader epochs come from the bucket), any other at the
 // leader's log start. It returns the new end.
 func (f *follower) StartOver(ctx context.Context, leaderStart, leaderLocalStart int64) (int64, error) {
+	// The bucket is read first, outside the role lock (a role change
+	// must not wait for the object store).
+	if tp := f.p.tiered(); tp != nil && f.p.log.EndOffset() < leaderLocalStart {
+		if err := tp.PrepareRebuild(ctx); err != nil {
+			return 0, fmt.Errorf("start over from the bucket: %w", err)
+		}
+	}
 	f.p.rep.roleMu.RLock()
 	defer f.p.rep.roleMu.RUnlock()
 	if !f.following() {

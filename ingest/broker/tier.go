@@ -128,7 +128,7 @@ func (b *Broker) TierPass(gc bool) {
 	for _, p := range b.mu.parts {
 		if p.tiered() != nil {
 			parts = append(parts, p)
-		} else if p.needsTier.Load() {
+		} else if p.needsTier.Load() && !p.attaching.Load() {
 			detached = append(detached, p)
 		}
 	}

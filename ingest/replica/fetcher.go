@@ -425,6 +425,12 @@ func (fe *fetcher) startOver(br *kgo.Broker, k pkey, st *state) error {
 	if err != nil {
 		return err
 	}
+	if end < ps[1].Offset {
+		// Still below what the leader holds locally (a replica without
+		// the tier, or a bucket behind the leader's local start): retry
+		// later rather than fetch out of range again at once.
+		return fmt.Errorf("started over at %d, still below the leader's local log start %d", end, ps[1].Offset)
+	}
 	fe.log.Info("replica started over at the leader's log", "topic", k.topic, "partition", k.part,
 		"from", from, "to", end, "leader_log_start", ps[0].Offset, "leader_local_start", ps[1].Offset)
 	st.behind = false
