@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // ErrNoConditionalCreate is wrapped by ProbeConditionalCreate's error when the
@@ -32,10 +33,23 @@ func ProbeConditionalCreate(ctx context.Context, s Store, prefix string) error {
 	key := strings.TrimSuffix(prefix, "/") + "/_probe/conditional-create-" + hex.EncodeToString(rnd[:])
 	key = strings.TrimPrefix(key, "/")
 	body := []byte("strata conditional-create probe\n")
-	if err := s.PutIfAbsent(ctx, key, bytes.NewReader(body), int64(len(body))); err != nil {
+	// The first create of a new key can fail transiently: some servers
+	// (versitygw) answer 409 to conditional writes racing in one bucket,
+	// as when several brokers start at once. Retried a few times.
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if err = s.PutIfAbsent(ctx, key, bytes.NewReader(body), int64(len(body))); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("probe conditional create on %s: first create of %s: %w", name, key, err)
 	}
-	err := s.PutIfAbsent(ctx, key, bytes.NewReader(body), int64(len(body)))
+	err = s.PutIfAbsent(ctx, key, bytes.NewReader(body), int64(len(body)))
 	// The probe key is unique; if deleting it fails it is an orphan that a
 	// later probe or garbage collection of _probe/ can remove.
 	delErr := s.Delete(context.WithoutCancel(ctx), key)
