@@ -9,7 +9,6 @@ import (
 
 	"github.com/strata-io/strata/compactor"
 	"github.com/strata-io/strata/ingest/topicconfig"
-	"github.com/strata-io/strata/tier"
 )
 
 // TopicPlan is a dry run of retention and compaction over one topic: what
@@ -100,11 +99,7 @@ func (p *Partition) plan(cfg compactor.Config, segmentBytes int64, now time.Time
 	out := PartitionPlan{Partition: p.Index}
 	tp := p.tiered()
 	if tp != nil {
-		out.Retention = tp.PlanRetention(tier.Retention{
-			RetentionMs: cfg.RetentionMs, RetentionBytes: cfg.RetentionBytes,
-			LocalRetentionMs: cfg.LocalRetentionMs, LocalRetentionBytes: cfg.LocalRetentionBytes,
-			CleanupPolicy: cfg.CleanupPolicy,
-		})
+		out.Retention = tp.PlanRetention(tierRetention(cfg))
 	} else {
 		// Without a tier attached (a topic that is not tiered, or one a
 		// proposed remote.storage.enable=true would make tiered) the plan

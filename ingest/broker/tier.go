@@ -165,15 +165,14 @@ func (b *Broker) TierPass(gc bool) {
 	wg.Wait()
 }
 
-// tierRetention is the partition's retention for the tier.
-func tierRetention(c topicconfig.Config) (tier.Retention, error) {
-	r := tier.Retention{
-		RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
-		LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes,
+// tierRetention is the retention part of a planner config (plannerConfig),
+// as the tier takes it.
+func tierRetention(cfg compactor.Config) tier.Retention {
+	return tier.Retention{
+		RetentionMs: cfg.RetentionMs, RetentionBytes: cfg.RetentionBytes,
+		LocalRetentionMs: cfg.LocalRetentionMs, LocalRetentionBytes: cfg.LocalRetentionBytes,
+		CleanupPolicy: cfg.CleanupPolicy,
 	}
-	pol, err := compactor.ParseCleanupPolicy(c.CleanupPolicy)
-	r.CleanupPolicy = pol
-	return r, err // validated when set; never delete on a value we cannot read
 }
 
 // followTier applies local retention on a replica that does not lead the
@@ -183,11 +182,12 @@ func tierRetention(c topicconfig.Config) (tier.Retention, error) {
 func (b *Broker) followTier(p *Partition) {
 	tp := p.tiered()
 	logger := b.log.With("topic", p.Topic, "partition", p.Index)
-	r, err := tierRetention(p.Config())
-	if err != nil {
+	cfg, err := plannerConfig(p.Config())
+	if err != nil { // validated when set; never delete on a value we cannot read
 		logger.Warn("tier retention", "err", err)
 		return
 	}
+	r := tierRetention(cfg)
 	if tp.Lag().Segments > 0 {
 		ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
 		err := tp.Refresh(ctx)
@@ -224,11 +224,12 @@ func (b *Broker) tierPartition(p *Partition, gc bool) {
 		// deletes what a published manifest already holds.
 		logger.Warn("tier upload", "err", err)
 	}
-	r, err := tierRetention(p.Config())
-	if err != nil {
+	cfg, err := plannerConfig(p.Config())
+	if err != nil { // validated when set; never delete on a value we cannot read
 		logger.Warn("tier retention", "err", err)
 		return
 	}
+	r := tierRetention(cfg)
 	// What leaves the bucket is decided only by a leader the quorum still
 	// confirms at this epoch: a deposed leader that has not heard of its
 	// successor yet must not drop history (the successor's manifests fence
