@@ -266,6 +266,14 @@ func testClusterFailover(t *testing.T, seed int64) {
 		}
 	}
 	waitFor("records to be acknowledged", 30*time.Second, func() bool { return count() > 300 })
+	// The group has committed before the first kill, so that the check of
+	// its offsets below covers the coordinator moves (failovers take a few
+	// seconds; the whole run could end before a first join otherwise).
+	waitFor("the group's first commit", 60*time.Second, func() bool {
+		seenMu.Lock()
+		defer seenMu.Unlock()
+		return len(committed) > 0
+	})
 
 	kill := func(victim int, why string) {
 		t.Helper()
