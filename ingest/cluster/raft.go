@@ -565,7 +565,7 @@ func (q *Raft) handle(req ctlRequest) ctlResponse { return q.handleCtx(q.ctx, re
 func (q *Raft) handleCtx(ctx context.Context, req ctlRequest) ctlResponse {
 	resp := q.handleOp(ctx, req)
 	if resp.Index == 0 && q.running.Load() && resp.Kind != "not_controller" {
-		resp.Index = q.r.AppliedIndex()
+		resp.Index = q.fsm.appliedIndex()
 	}
 	return resp
 }
@@ -592,7 +592,7 @@ func (q *Raft) handleOp(ctx context.Context, req ctlRequest) ctlResponse {
 		if err := q.r.Barrier(q.cfg.RequestTimeout).Error(); err != nil {
 			return errResponse(err)
 		}
-		return ctlResponse{Index: q.r.AppliedIndex()}
+		return ctlResponse{Index: q.fsm.appliedIndex()}
 	case opApply:
 		if req.Cmd == nil || !forwardable[req.Cmd.Type] {
 			return errResponse(fmt.Errorf("%w: command not accepted from a broker", ErrUnsupportedCommand))
@@ -821,14 +821,17 @@ func isConnErr(err error) bool {
 }
 
 // waitApplied waits until this node's state machine has applied index.
+// raft.AppliedIndex will not do: it counts entries handed to the state
+// machine, which applies them later (a write's answer would then be read
+// from the state before the write).
 func (q *Raft) waitApplied(ctx context.Context, index uint64) error {
-	for q.r.AppliedIndex() < index {
+	for q.fsm.appliedIndex() < index {
 		select {
 		case <-time.After(2 * time.Millisecond):
 		case <-q.ctx.Done():
 			return raft.ErrRaftShutdown
 		case <-ctx.Done():
-			return fmt.Errorf("metadata: index %d not applied here in time (at %d): %w", index, q.r.AppliedIndex(), ctx.Err())
+			return fmt.Errorf("metadata: index %d not applied here in time (at %d): %w", index, q.fsm.appliedIndex(), ctx.Err())
 		}
 	}
 	return nil
@@ -1031,10 +1034,13 @@ func (q *Raft) Close() error {
 
 // fsm is the raft state machine over State.
 type fsm struct {
-	mu     sync.RWMutex
-	st     *State
-	log    *slog.Logger
-	mirror string
+	mu sync.RWMutex
+	st *State
+	// applied is the index of the last entry (or snapshot) the state
+	// reflects, set once its watchers have run.
+	applied atomic.Uint64
+	log     *slog.Logger
+	mirror  string
 	// mirrored is the content last written to mirror.
 	mirrored []byte
 
@@ -1056,8 +1062,21 @@ func (f *fsm) Apply(l *raft.Log) any {
 		f.log.Error("metadata command not applied", "index", l.Index, "type", c.Type, "err", res.Err)
 	}
 	f.notify(res.Events)
+	f.noteApplied(l.Index)
 	return res
 }
+
+// noteApplied records that the state reflects index (never moving back).
+func (f *fsm) noteApplied(index uint64) {
+	for {
+		cur := f.applied.Load()
+		if index <= cur || f.applied.CompareAndSwap(cur, index) {
+			return
+		}
+	}
+}
+
+func (f *fsm) appliedIndex() uint64 { return f.applied.Load() }
 
 func (f *fsm) notify(evs []Event) {
 	if len(evs) == 0 {
@@ -1125,6 +1144,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		evs = append(evs, Event{Topic: name, ID: st.Topics[name].ID})
 	}
 	f.notify(evs)
+	f.noteApplied(st.Applied)
 	return nil
 }
 

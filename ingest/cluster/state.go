@@ -184,6 +184,8 @@ type State struct {
 	ByID      map[TopicID]string
 	// NextProducerID is the first producer id not yet handed to a broker.
 	NextProducerID int64
+	// Applied is the raft index of the last command applied.
+	Applied uint64
 	// Recent are the results of the latest commands that carried a ReqID,
 	// oldest first, at most maxRemembered; recent indexes them.
 	Recent []Remembered
@@ -249,6 +251,7 @@ func (s *State) usable(id int32) bool {
 
 // Apply applies one command at log index idx.
 func (s *State) Apply(idx uint64, c Command) Result {
+	s.Applied = max(s.Applied, idx)
 	if c.V < 1 || c.V > FormatVersion {
 		return Result{Err: fmt.Errorf("%w: version %d (this binary reads up to %d)", ErrUnsupportedCommand, c.V, FormatVersion)}
 	}
@@ -523,11 +526,12 @@ type snapshot struct {
 	Topics         []TopicRecord  `json:"topics"`
 	NextProducerID int64          `json:"next_producer_id"`
 	Recent         []Remembered   `json:"recent,omitempty"`
+	Applied        uint64         `json:"applied,omitempty"`
 }
 
 // MarshalSnapshot encodes the state (brokers by id, topics by name).
 func (s *State) MarshalSnapshot() ([]byte, error) {
-	snap := snapshot{V: FormatVersion, ClusterID: s.ClusterID, NextProducerID: s.NextProducerID, Recent: s.Recent}
+	snap := snapshot{V: FormatVersion, ClusterID: s.ClusterID, NextProducerID: s.NextProducerID, Recent: s.Recent, Applied: s.Applied}
 	for _, id := range slices.Sorted(maps.Keys(s.Brokers)) {
 		snap.Brokers = append(snap.Brokers, s.Brokers[id])
 	}
@@ -549,6 +553,7 @@ func UnmarshalSnapshot(raw []byte) (*State, error) {
 	s := NewState()
 	s.ClusterID = snap.ClusterID
 	s.NextProducerID = snap.NextProducerID
+	s.Applied = snap.Applied
 	for _, b := range snap.Brokers {
 		s.Brokers[b.ID] = b
 	}

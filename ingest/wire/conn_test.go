@@ -141,9 +141,12 @@ func TestBadFramesCloseOnlyThatConnection(t *testing.T) {
 			good.roundTrip(tc.name)
 		})
 	}
-	if st := s.Stats(); st.ProtocolErrors == 0 || st.InflightBytes != 0 {
-		t.Errorf("stats %+v", st)
+	if st := s.Stats(); st.ProtocolErrors == 0 {
+		t.Errorf("no protocol errors counted: %+v", st)
 	}
+	// The good connection's last answer reaches the client just before its
+	// budget is released.
+	eventually(t, "budget released", func() bool { return s.Stats().InflightBytes == 0 })
 }
 
 func TestBudgetBlocksReading(t *testing.T) {
