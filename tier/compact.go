@@ -20,8 +20,11 @@ package tier
 //     manifest entry keeps the run's base and next offsets even when the
 //     first records are compacted away, and the last batch is always kept
 //     (empty if need be) so the object still ends at the run's last offset.
-//     Its footer carries the run's leader epochs and the producer snapshot
-//     of the run's last object (taken at the same next offset).
+//     Its footer carries the run's leader epochs, the producer snapshot
+//     of the run's last object (taken at the same next offset) and the
+//     aborted transactions of the run's objects, the pieces of one
+//     transaction spanning them merged (aborted.go). Control batches are
+//     kept, so every entry's abort marker stays where it was.
 //  4. Publish one manifest. The replaced objects move to the manifest's
 //     Deleted list: readers holding an older manifest keep reading them
 //     until GC deletes them after the grace period. If the publish fails
@@ -519,15 +522,9 @@ func (w *rewritePass) scan(e *manifest.Entry, fn func(b []byte, h *batch.Header)
 			segment.ErrCorrupt, e.Key, f.Summary.BaseOffset, f.Summary.NextOffset, e.BaseOffset, e.NextOffset)
 	}
 	for i := range f.Chunks {
-		raw, ok := w.p.m.hot.get(e.Key, i)
-		if !ok {
-			if err := w.limit.Take(w.ctx, int64(f.Chunks[i].StoredLen)); err != nil {
-				return err
-			}
-			if raw, err = r.ReadChunk(w.ctx, i); err != nil {
-				return fmt.Errorf("read chunk %d of %s: %w", i, e.Key, err)
-			}
-			w.read += int64(f.Chunks[i].StoredLen)
+		raw, err := w.readChunk(e.Key, r, i)
+		if err != nil {
+			return err
 		}
 		for pos := 0; pos < len(raw); {
 			h, err := batch.ParseHeader(raw[pos:])
@@ -541,6 +538,25 @@ func (w *rewritePass) scan(e *manifest.Entry, fn func(b []byte, h *batch.Header)
 		}
 	}
 	return nil
+}
+
+// readChunk returns chunk i of an object from the in-memory chunk cache
+// when a reader has it, else from the store (within the rate limit)
+// without filling the read caches. The result must not be modified.
+func (w *rewritePass) readChunk(key string, r *segment.Reader, i int) ([]byte, error) {
+	if raw, ok := w.p.m.hot.get(key, i); ok {
+		return raw, nil
+	}
+	stored := int64(r.Footer().Chunks[i].StoredLen)
+	if err := w.limit.Take(w.ctx, stored); err != nil {
+		return nil, err
+	}
+	raw, err := r.ReadChunk(w.ctx, i)
+	if err != nil {
+		return nil, fmt.Errorf("read chunk %d of %s: %w", i, key, err)
+	}
+	w.read += stored
+	return raw, nil
 }
 
 // rewritten is one new object, uploaded and not yet published.
@@ -576,6 +592,10 @@ func (w *rewritePass) rewrite(g []manifest.Entry, filter batchFilter) (rewritten
 	for i, es := range epochs {
 		idxEpochs[i] = index.EpochEntry{Epoch: es.Epoch, StartOffset: es.StartOffset}
 	}
+	aborted, err := w.abortedOf(g)
+	if err != nil {
+		return out, err
+	}
 
 	tmp, err := os.CreateTemp(w.p.m.cfg.TempDir, "upload-rewrite-*.seg")
 	if err != nil {
@@ -598,7 +618,7 @@ func (w *rewritePass) rewrite(g []manifest.Entry, filter batchFilter) (rewritten
 	built, err := segment.Build(bw, pr, segment.BuildOptions{
 		TopicID: w.p.topic, Partition: w.p.part,
 		ChunkTarget: w.p.m.cfg.ChunkTarget, IndexInterval: w.p.m.cfg.IndexInterval,
-		Epochs: idxEpochs, ProducerSnapshot: last.Footer().ProducerSnapshot,
+		Epochs: idxEpochs, Aborted: aborted, ProducerSnapshot: last.Footer().ProducerSnapshot,
 		UploaderEpoch: w.p.epoch, Now: time.UnixMilli(created),
 	})
 	pr.CloseWithError(errBuildStopped) // unblocks feed if Build stopped early
@@ -641,6 +661,41 @@ func (w *rewritePass) rewrite(g []manifest.Entry, filter batchFilter) (rewritten
 }
 
 var errBuildStopped = errors.New("segment build stopped")
+
+// abortedOf returns the aborted transactions of the run g from its
+// objects' footers, the pieces of one transaction merged (mergeAborted).
+// The rewrite keeps every control batch and the run's offsets, so the
+// entries stay right for the new object; Build clips them to it (its first
+// batch may lie above the run's base when compaction removed the first
+// ones).
+func (w *rewritePass) abortedOf(g []manifest.Entry) ([]index.AbortedTxn, error) {
+	objs := make([]abortedObject, len(g))
+	readers := make([]*segment.Reader, len(g))
+	some := false
+	for i := range g {
+		r, err := w.p.reader(w.ctx, &g[i])
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", g[i].Key, err)
+		}
+		objs[i], readers[i] = newAbortedObject(&g[i], r.Footer()), r
+		some = some || len(r.Footer().Aborted) > 0
+	}
+	if !some {
+		return nil, nil
+	}
+	all, err := mergeAborted(objs, func(i int) (int64, bool, error) {
+		ci := len(readers[i].Footer().Chunks) - 1
+		raw, err := w.readChunk(g[i].Key, readers[i], ci)
+		if err != nil {
+			return 0, false, err
+		}
+		return lastControlBatch(raw, g[i].Key)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("aborted transactions of [%d, %d): %w", g[0].BaseOffset, g[len(g)-1].NextOffset, err)
+	}
+	return all, nil
+}
 
 // feed writes the batches of the run g, through filter, to pw and reports
 // whether the output differs from the input.

@@ -26,6 +26,9 @@ type Partition struct {
 	epoch  int32
 	log    *plog.Log
 	logger *slog.Logger
+	// abortedTxns is log.AbortedTxns: the aborted transactions uploads
+	// write into segment footers (tests substitute a model).
+	abortedTxns func(from, upTo int64) []index.AbortedTxn
 
 	workMu sync.Mutex // one upload, retention or GC pass, or one publish, at a time
 	// rewriteMu serializes compaction and merge passes; they hold workMu
@@ -60,7 +63,7 @@ func (m *Manager) OpenPartition(ctx context.Context, topic [16]byte, partition, 
 
 func (m *Manager) open(ctx context.Context, topic [16]byte, partition, epoch int32, l *plog.Log, leader bool) (*Partition, error) {
 	p := &Partition{
-		m: m, topic: manifest.TopicID(topic), part: partition, epoch: epoch, log: l,
+		m: m, topic: manifest.TopicID(topic), part: partition, epoch: epoch, log: l, abortedTxns: l.AbortedTxns,
 		logger: m.cfg.Logger.With("topic_id", manifest.TopicID(topic).String(), "partition", partition),
 	}
 	cur, _, err := m.client.Load(ctx, p.topic, partition)
@@ -195,10 +198,14 @@ func (p *Partition) Lag() UploadLag {
 }
 
 // Upload rolls the active segment if it is older than the upload interval,
-// then uploads every sealed, durable segment below hw (the high watermark)
-// that the bucket does not have yet, oldest first, publishing a manifest
-// after each. It returns the number uploaded.
-func (p *Partition) Upload(ctx context.Context, hw int64) (int, error) {
+// then uploads every sealed, durable segment that ends at or below lso
+// (the last stable offset: the high watermark, or the first offset of the
+// oldest open transaction if that is lower) and that the bucket does not
+// have yet, oldest first, publishing a manifest after each. Each object's
+// footer lists the aborted transactions overlapping it (from the local
+// log's AbortedTxns), which are final below the last stable offset. It
+// returns the number uploaded.
+func (p *Partition) Upload(ctx context.Context, lso int64) (int, error) {
 	p.workMu.Lock()
 	defer p.workMu.Unlock()
 	if p.Fenced() {
@@ -210,7 +217,7 @@ func (p *Partition) Upload(ctx context.Context, hw int64) (int, error) {
 	}
 	n := 0
 	for _, s := range p.log.Segments() {
-		if !s.Sealed || !s.Durable || s.Next > hw {
+		if !s.Sealed || !s.Durable || s.Next > lso {
 			break
 		}
 		end := p.RemoteEndOffset()
@@ -257,7 +264,7 @@ func (p *Partition) uploadSegment(ctx context.Context, s plog.SegmentInfo, from 
 	res, err := segment.Build(w, src, segment.BuildOptions{
 		TopicID: p.topic, Partition: p.part,
 		ChunkTarget: p.m.cfg.ChunkTarget, IndexInterval: p.m.cfg.IndexInterval,
-		Epochs: epochs, ProducerSnapshot: snap, UploaderEpoch: p.epoch, Now: p.m.cfg.Now(),
+		Epochs: epochs, Aborted: p.abortedTxns(from, s.Next), ProducerSnapshot: snap, UploaderEpoch: p.epoch, Now: p.m.cfg.Now(),
 	})
 	if err == nil {
 		err = w.Flush()

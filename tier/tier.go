@@ -6,7 +6,11 @@
 // leader: it uploads sealed, durable segments in offset order and publishes
 // them in fenced manifests (tier/manifest), applies retention to both tiers,
 // garbage-collects objects no manifest names, and serves reads below the
-// local log start from segment objects (tier/segment).
+// local log start from segment objects (tier/segment), with the aborted
+// transactions their footers list for read_committed fetches (aborted.go).
+// Uploads stop at the last stable offset, so every transaction an object
+// holds batches of has ended when it is uploaded and its footer's aborted
+// entries are final.
 //
 // The bucket is the source of truth for cold data: a Partition rebuilds its
 // view from the newest manifest alone, so a broker whose disk was wiped
@@ -223,13 +227,25 @@ func (a storeAdapter) List(ctx context.Context, prefix string, fn func(string) e
 // readers; sequential reports whether chunk i-1 was read recently. The
 // result is shared: callers must not modify it.
 func (m *Manager) readChunk(ctx context.Context, key string, r *segment.Reader, i int) (raw []byte, sequential bool, err error) {
+	raw, err = m.chunk(ctx, key, r, i)
+	if err != nil {
+		return nil, false, err
+	}
+	return raw, m.chunks.ReadAhead(key, r, i), nil
+}
+
+// chunk returns the raw batches of chunk i of an object, from memory, the
+// read cache or the store, without read-ahead. The result is shared:
+// callers must not modify it.
+func (m *Manager) chunk(ctx context.Context, key string, r *segment.Reader, i int) ([]byte, error) {
 	raw, ok := m.hot.get(key, i)
 	if !ok {
+		var err error
 		raw, err = m.chunks.GetOrLoad(ctx, key, i, cache.ChunkLoader(r, i))
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		m.hot.put(key, i, raw)
 	}
-	return raw, m.chunks.ReadAhead(key, r, i), nil
+	return raw, nil
 }

@@ -105,6 +105,11 @@ type Config struct {
 	OffsetsTopicPartitions        int32
 	OffsetsRetention              time.Duration
 	OffsetsRetentionCheckInterval time.Duration
+	// TxnTopicPartitions is transaction.state.log.num.partitions for a new
+	// __transaction_state (0: 50); TxnMaxTimeout is
+	// transaction.max.timeout.ms (0: 15 minutes).
+	TxnTopicPartitions int32
+	TxnMaxTimeout      time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -175,6 +180,8 @@ type Broker struct {
 	descWritten map[cluster.TopicID]string
 	// groups is the group coordinators, set once by Open (groups.go).
 	groups *groupState
+	// txns is the transaction coordinators (txns.go).
+	txns txnShared
 	// replicas fetches the partitions this broker follows.
 	replicas *replica.Manager
 
@@ -292,6 +299,7 @@ func Open(cfg Config) (*Broker, error) {
 		b.Close()
 		return nil, err
 	}
+	b.startTxns()
 	b.wg.Add(3)
 	go b.every(time.Second, b.manageISR)
 	// Retention and producer-state expiry; compaction, one partition at a
@@ -463,8 +471,11 @@ func (b *Broker) onMetadata(ev cluster.Event) {
 	if !ok {
 		return
 	}
-	if t.Name == OffsetsTopic {
+	switch t.Name {
+	case OffsetsTopic:
 		defer b.syncCoordinators(t)
+	case TxnStateTopic:
+		defer b.syncTxnCoordinators(t)
 	}
 	tc := topicconfig.Resolve(t.Configs)
 	for i, mp := range t.Partitions {
@@ -738,6 +749,7 @@ func (b *Broker) ApplyRetention() {
 // was written.
 func (b *Broker) Close() error {
 	b.stopGroups()
+	b.stopTxns()
 	b.cancel()
 	b.wg.Wait()
 	// No metadata change may open or delete partitions from here on, and

@@ -325,19 +325,45 @@ func (b *Broker) stopGroups() {
 }
 
 // readOffsetsPartition returns every record of an offsets partition, in log
-// order, up to its log end: a new leader's high watermark may lag until its
-// followers report, and what its log holds is what it will commit.
+// order, up to its log end.
 func (b *Broker) readOffsetsPartition(idx int32) ([]group.Record, error) {
-	p, err := b.Partition(OffsetsTopic, idx)
-	if err != nil {
-		return nil, fmt.Errorf("%s-%d: %w", OffsetsTopic, idx, err)
-	}
 	var out []group.Record
+	err := b.readInternal(OffsetsTopic, idx, func(h *batch.Header, r batch.Record) {
+		if h.IsControl() {
+			// A transaction's marker: it completes the producer's
+			// transactional offset commits before it.
+			if m, err := batch.MarkerOf(r); err == nil {
+				out = append(out, group.Record{ProducerID: h.ProducerID, ProducerEpoch: h.ProducerEpoch,
+					Marker: &group.TxnMarker{Commit: m.Commit}})
+			}
+			return
+		}
+		rec := group.Record{Key: append([]byte(nil), r.Key...)}
+		if r.Value != nil {
+			rec.Value = append([]byte(nil), r.Value...)
+		}
+		if h.IsTransactional() {
+			rec.Transactional, rec.ProducerID, rec.ProducerEpoch = true, h.ProducerID, h.ProducerEpoch
+		}
+		out = append(out, rec)
+	})
+	return out, err
+}
+
+// readInternal calls fn with every record of a partition of an internal
+// topic, in log order, up to its log end: a new leader's high watermark may
+// lag until its followers report, and what its log holds is what it will
+// commit. fn must copy what it keeps.
+func (b *Broker) readInternal(topic string, idx int32, fn func(h *batch.Header, r batch.Record)) error {
+	p, err := b.Partition(topic, idx)
+	if err != nil {
+		return fmt.Errorf("%s-%d: %w", topic, idx, err)
+	}
 	off := p.LogStartOffset()
 	for off < p.LogEndOffset() {
 		data, err := p.ReadForFollower(off, 1<<20)
 		if err != nil {
-			return nil, fmt.Errorf("read %s-%d at %d: %w", OffsetsTopic, idx, off, err)
+			return fmt.Errorf("read %s-%d at %d: %w", topic, idx, off, err)
 		}
 		if len(data) == 0 {
 			break
@@ -345,28 +371,21 @@ func (b *Broker) readOffsetsPartition(idx int32) ([]group.Record, error) {
 		for len(data) > 0 {
 			h, err := batch.ParseHeader(data)
 			if err != nil {
-				return nil, fmt.Errorf("read %s-%d at %d: %w", OffsetsTopic, idx, off, err)
+				return fmt.Errorf("read %s-%d at %d: %w", topic, idx, off, err)
 			}
 			one := data[:h.Size()]
 			data = data[h.Size():]
 			off = h.LastOffset() + 1
-			if h.IsControl() {
-				continue
-			}
 			err = batch.Records(one, 0, func(r batch.Record) error {
-				rec := group.Record{Key: append([]byte(nil), r.Key...)}
-				if r.Value != nil {
-					rec.Value = append([]byte(nil), r.Value...)
-				}
-				out = append(out, rec)
+				fn(&h, r)
 				return nil
 			})
 			if err != nil {
-				return nil, fmt.Errorf("read %s-%d at %d: %w", OffsetsTopic, idx, h.BaseOffset, err)
+				return fmt.Errorf("read %s-%d at %d: %w", topic, idx, h.BaseOffset, err)
 			}
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // ErrNoGroups is returned by GroupCoordinator before the coordinators run.
@@ -399,28 +418,46 @@ type offsetsAppender struct {
 // Append implements group.Appender: the records are appended as one batch
 // at once (in call order, since the coordinator calls serially) and done is
 // called from another goroutine once they are durable.
+//
+// Transactional offset commits (one producer per call, group.Appender's
+// contract) become a transactional batch of that producer, base sequence 0,
+// appended as the coordinator's (no sequence check; an older producer epoch
+// is still fenced).
 func (a *offsetsAppender) Append(records []group.Record, done func(error)) {
-	p, err := a.b.Partition(OffsetsTopic, a.idx)
-	if err != nil {
-		done(kerr.NotLeaderForPartition)
-		return
-	}
-	now := time.Now().UnixMilli()
 	recs := make([]batch.Record, len(records))
 	for i, r := range records {
 		recs[i] = batch.Record{Key: r.Key, Value: r.Value}
 	}
-	data, err := batch.AppendBuild(nil, batch.BuildOptions{BaseTimestamp: now}, recs...)
+	var opts batch.BuildOptions
+	if len(records) > 0 && records[0].Transactional {
+		opts = batch.BuildOptions{Transactional: true, Idempotent: true,
+			ProducerID: records[0].ProducerID, ProducerEpoch: records[0].ProducerEpoch}
+	}
+	a.b.appendInternal(OffsetsTopic, a.idx, recs, opts, done)
+}
+
+// appendInternal appends records as one batch (built with opts, at the
+// broker's clock) to a partition of an internal topic this broker leads,
+// and calls done from another goroutine once they are durable, or at once
+// on failure, with a kerr value.
+func (b *Broker) appendInternal(topic string, idx int32, recs []batch.Record, opts batch.BuildOptions, done func(error)) {
+	p, err := b.Partition(topic, idx)
+	if err != nil {
+		done(kerr.NotLeaderForPartition)
+		return
+	}
+	opts.BaseTimestamp = time.Now().UnixMilli()
+	data, err := batch.AppendBuild(nil, opts, recs...)
 	if err != nil {
 		done(appendErr(err))
 		return
 	}
-	res, err := p.Produce(data, true)
+	res, err := p.produce(data, true, plog.AppendInfo{Coordinator: opts.Transactional})
 	if err != nil {
 		done(appendErr(err))
 		return
 	}
-	go func() { done(appendErr(p.WaitDurable(a.b.ctx, res.LastOffset))) }()
+	go func() { done(appendErr(p.WaitDurable(b.ctx, res.LastOffset))) }()
 }
 
 // appendErr maps an offsets append failure to the kerr value the

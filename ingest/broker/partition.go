@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strata-io/strata/index"
 	"github.com/strata-io/strata/ingest/batch"
 	"github.com/strata-io/strata/ingest/cluster"
 	plog "github.com/strata-io/strata/ingest/log"
@@ -127,6 +128,12 @@ var codecByName = map[string]int{
 // requests older than Produce v7. The result is not yet durable: callers
 // that need acks=-1 wait with WaitDurable.
 func (p *Partition) Produce(records []byte, allowZstd bool) (ProduceResult, error) {
+	return p.produce(records, allowZstd, plog.AppendInfo{})
+}
+
+// produce is Produce with the log's append options (a coordinator's
+// appends on a producer's behalf skip sequence checks).
+func (p *Partition) produce(records []byte, allowZstd bool, info plog.AppendInfo) (ProduceResult, error) {
 	if p.needsTier.Load() && p.tiered() == nil && p.log.EndOffset() == p.log.LocalStartOffset() {
 		return ProduceResult{}, fmt.Errorf("%w: %s-%d: the tier is not open yet, so the offset to continue from is unknown", ErrRemoteStorage, p.Topic, p.Index)
 	}
@@ -159,24 +166,45 @@ func (p *Partition) Produce(records []byte, allowZstd bool) (ProduceResult, erro
 		batch.SetLogAppendTime(records, now)
 		res.LogAppendTime = now
 	}
-	// The role check and the append happen under the role lock, so a
-	// change of leader (applyState) waits for appends in progress and no
-	// append lands after this broker stopped leading or with an old epoch.
-	p.rep.roleMu.RLock()
-	p.rep.mu.Lock()
-	leading := p.rep.leading
-	p.rep.mu.Unlock()
-	if !leading {
-		p.rep.roleMu.RUnlock()
-		return ProduceResult{}, fmt.Errorf("%w: %s-%d", ErrNotLeader, p.Topic, p.Index)
-	}
-	ar, err := p.log.Append(records, plog.AppendInfo{LeaderEpoch: p.LeaderEpoch()})
-	p.rep.roleMu.RUnlock()
+	ar, err := p.appendAsLeader(records, info)
 	if err != nil {
 		return ProduceResult{}, err
 	}
 	res.BaseOffset, res.LastOffset, res.LogStartOffset = ar.BaseOffset, ar.LastOffset, ar.LogStartOffset
 	return res, nil
+}
+
+// appendAsLeader appends records (validated) at the current leader epoch.
+// The role check and the append happen under the role lock, so a change of
+// leader (applyState) waits for appends in progress and no append lands
+// after this broker stopped leading or with an old epoch.
+func (p *Partition) appendAsLeader(records []byte, info plog.AppendInfo) (plog.AppendResult, error) {
+	p.rep.roleMu.RLock()
+	defer p.rep.roleMu.RUnlock()
+	p.rep.mu.Lock()
+	leading := p.rep.leading
+	p.rep.mu.Unlock()
+	if !leading {
+		return plog.AppendResult{}, fmt.Errorf("%w: %s-%d", ErrNotLeader, p.Topic, p.Index)
+	}
+	info.LeaderEpoch = p.LeaderEpoch()
+	return p.log.Append(records, info)
+}
+
+// WriteMarker appends a transaction marker (commit or abort) of producer
+// pid at epoch and returns its offset; callers that answer only once it is
+// durable wait with WaitDurable(offset). A marker of an older producer
+// epoch, or from an older transaction coordinator, is refused (the errors
+// carry the Kafka code).
+func (p *Partition) WriteMarker(pid int64, epoch int16, m batch.Marker) (int64, error) {
+	b := batch.AppendMarker(nil, batch.MarkerOptions{
+		ProducerID: pid, ProducerEpoch: epoch, TimestampMs: time.Now().UnixMilli(), Marker: m,
+	})
+	ar, err := p.appendAsLeader(b, plog.AppendInfo{})
+	if err != nil {
+		return 0, fmt.Errorf("%s-%d: marker of producer %d: %w", p.Topic, p.Index, pid, err)
+	}
+	return ar.LastOffset, nil
 }
 
 // recompressAll rewrites every batch whose codec differs from codec.
@@ -214,7 +242,17 @@ var ErrRemoteRead = errors.New("offset is only in the remote tier")
 // Offsets below the local log start of a tiered partition are read from the
 // bucket when remote is set, else ErrRemoteRead is returned.
 func (p *Partition) Read(ctx context.Context, offset int64, maxBytes int, remote bool) ([]byte, error) {
+	return p.ReadIsolated(ctx, offset, maxBytes, remote, false)
+}
+
+// ReadIsolated is Read for either isolation level: with committed
+// (read_committed) it stops at the last stable offset instead of the high
+// watermark. The bucket holds only offsets below the last stable offset.
+func (p *Partition) ReadIsolated(ctx context.Context, offset int64, maxBytes int, remote, committed bool) ([]byte, error) {
 	hw := p.HighWatermark()
+	if committed {
+		hw = p.LastStableOffset()
+	}
 	if offset >= hw && offset <= p.log.EndOffset() {
 		return nil, nil
 	}
@@ -240,6 +278,23 @@ func (p *Partition) Read(ctx context.Context, offset int64, maxBytes int, remote
 		return nil, fmt.Errorf("%w: %w", ErrRemoteStorage, err)
 	}
 	return data, err
+}
+
+// AbortedTxns lists the aborted transactions overlapping [from, upTo) for
+// a read_committed fetch of those offsets, ordered by first offset.
+// A range below the local log start (a read served from the bucket, which
+// never crosses the remote end) is answered from the segment footers, the
+// rest from the local log: one list per fetch, never both, so a
+// transaction crossing the remote end is not listed twice.
+func (p *Partition) AbortedTxns(ctx context.Context, from, upTo int64) ([]index.AbortedTxn, error) {
+	if tp := p.tiered(); tp != nil && from < p.log.LocalStartOffset() {
+		a, err := tp.AbortedTxns(ctx, from, upTo)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrRemoteStorage, err)
+		}
+		return a, nil
+	}
+	return p.log.AbortedTxns(from, upTo), nil
 }
 
 // ErrRemoteStorage wraps failures of the object store on the read path; the

@@ -175,8 +175,16 @@ func (p *Partition) HighWatermark() int64 {
 	return min(p.rep.hw, p.log.DurableOffset())
 }
 
-// LastStableOffset equals the high watermark until transactions exist.
-func (p *Partition) LastStableOffset() int64 { return p.HighWatermark() }
+// LastStableOffset is the offset below which every transaction is decided:
+// the first offset of the oldest open transaction, or the high watermark
+// when that is lower (or no transaction is open). read_committed consumers
+// read below it and the tier uploads below it.
+//
+// A transaction whose marker is not yet below the high watermark still
+// holds it back (the marker could be lost with this leader), as in Kafka.
+func (p *Partition) LastStableOffset() int64 {
+	return p.log.LastStableOffset(p.HighWatermark())
+}
 
 // recomputeHW advances the leader's high watermark from the ISR's
 // positions and wakes waiters when it moved.

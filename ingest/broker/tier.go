@@ -215,7 +215,7 @@ func (b *Broker) tierPartition(p *Partition, gc bool) {
 		}
 		return
 	}
-	if _, err := tp.Upload(ctx, p.HighWatermark()); errors.Is(err, tier.ErrFenced) {
+	if _, err := tp.Upload(ctx, p.LastStableOffset()); errors.Is(err, tier.ErrFenced) {
 		logger.Warn("tier upload fenced by a newer leader; stopping", "err", err)
 		return
 	} else if err != nil {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -15,7 +16,15 @@ import (
 // partition.
 //
 // Append is called serially, in the order the coordinator produced the
-// records, and never with the coordinator's lock held. It must not block on
+// records, and never with the coordinator's lock held; the records of
+// successive calls must land in the log in call order (the coordinator
+// orders ordinary and transactional commits by it). The records of one call
+// are either all ordinary or all Transactional with one ProducerID and
+// ProducerEpoch: those are appended as one transactional batch of that
+// producer (Kafka writes it with base sequence 0 and skips the sequence
+// check for the coordinator's appends; a fenced epoch fails the append with
+// kerr.InvalidProducerEpoch or kerr.ProducerFenced, which the committer
+// gets). It must not block on
 // the append itself: it queues the records and calls done exactly once, with
 // nil once they are durable or with the append's error (kerr values are
 // mapped to the codes Kafka returns). done may be called from any goroutine,
@@ -44,6 +53,8 @@ type Config struct {
 	MaxMetadataBytes int
 	// OffsetsRetention is offsets.retention.minutes (7 days).
 	OffsetsRetention time.Duration
+	// Logger receives the coordinator's few logs; slog.Default() when nil.
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -67,6 +78,9 @@ func (c *Config) defaults() {
 	}
 	if c.OffsetsRetention == 0 {
 		c.OffsetsRetention = 7 * 24 * time.Hour
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 }
 
@@ -105,13 +119,20 @@ type Coordinator struct {
 	groups      map[string]*Group
 	outbox      []pendingAppend
 	dispatching bool
+
+	// logPos is the log position the next appended record gets (see
+	// Offset.logPos).
+	logPos uint64
+	// txnGroups are, per producer id, the groups that may hold pending
+	// transactional offsets of it (a superset: entries go at CompleteTxn).
+	txnGroups map[int64]map[string]struct{}
 }
 
 // New returns a coordinator that owns no partition yet: it answers
 // NOT_COORDINATOR until Load.
 func New(cfg Config) *Coordinator {
 	cfg.defaults()
-	return &Coordinator{cfg: cfg, groups: map[string]*Group{}}
+	return &Coordinator{cfg: cfg, groups: map[string]*Group{}, txnGroups: map[int64]map[string]struct{}{}}
 }
 
 func (c *Coordinator) activeErrLocked() error {
@@ -126,15 +147,19 @@ func (c *Coordinator) activeErrLocked() error {
 
 // appendLocked queues records; done runs under mu once they are durable or
 // failed, unless the coordinator was reloaded or unloaded meanwhile, in
-// which case done runs with live=false.
-func (c *Coordinator) appendLocked(records []Record, done func(live bool, err error)) {
+// which case done runs with live=false. It returns the log position of the
+// first record; the others follow it.
+func (c *Coordinator) appendLocked(records []Record, done func(live bool, err error)) uint64 {
 	epoch := c.epoch
+	pos := c.logPos
+	c.logPos += uint64(len(records))
 	c.outbox = append(c.outbox, pendingAppend{records: records, done: func(err error) {
 		c.mu.Lock()
 		done(c.epoch == epoch && c.state == active, err)
 		c.mu.Unlock()
 		c.flush()
 	}})
+	return pos
 }
 
 // flush hands queued records to the Appender in order, without mu held.
@@ -225,6 +250,7 @@ func (c *Coordinator) dropLocked(err error) {
 		}
 	}
 	c.groups = map[string]*Group{}
+	c.txnGroups = map[int64]map[string]struct{}{}
 }
 
 // Tick expires sessions, KIP-394 pending member ids, join phases
@@ -407,8 +433,10 @@ type DeleteResult struct {
 }
 
 // Delete deletes empty groups and their offsets (DeleteGroups): unknown
-// groups get GROUP_ID_NOT_FOUND, groups with members NON_EMPTY_GROUP. The
-// answer arrives once the tombstones are durable.
+// groups get GROUP_ID_NOT_FOUND, groups with members NON_EMPTY_GROUP. An
+// empty group's pending transactional offsets go with it, as in Kafka: a
+// later commit of their transaction materializes none of them. The answer
+// arrives once the tombstones are durable.
 func (c *Coordinator) Delete(groups []string) <-chan []DeleteResult {
 	ch := make(chan []DeleteResult, 1)
 	c.mu.Lock()
@@ -429,9 +457,14 @@ func (c *Coordinator) Delete(groups []string) <-chan []DeleteResult {
 		case g.state != Empty:
 			out[i].Err = kerr.NonEmptyGroup
 		default:
-			for _, tp := range sortedOffsets(g.offsets) {
+			// Kafka (4.x) deletes an empty group even with transactions
+			// open: the tombstones also drop its pending transactional
+			// offsets, here and on replay, so a later commit marker
+			// materializes none of them.
+			for _, tp := range g.offsetsAndPending() {
 				records = append(records, OffsetTombstone(id, tp.Topic, tp.Partition))
 			}
+			g.clearAllTxn()
 			records = append(records, GroupTombstone(id))
 			g.transition(Dead, now)
 			delete(c.groups, id)

@@ -745,6 +745,19 @@ type groupSnap struct {
 	Leader                 string
 	Members                []memberSnap
 	Offsets                map[TopicPartition]Offset
+	Pending                map[int64]map[TopicPartition]Offset // transactional, by producer
+}
+
+// snapOffset is o as a snapshot compares it: times at millisecond
+// precision, and no log position (live positions count appends, loaded
+// ones records; only their order matters).
+func snapOffset(o Offset) Offset {
+	o.CommitTime = o.CommitTime.Round(time.Millisecond).Local()
+	if !o.ExpireTime.IsZero() {
+		o.ExpireTime = o.ExpireTime.Round(time.Millisecond).Local()
+	}
+	o.logPos = 0
+	return o
 }
 
 func snapshot(c *Coordinator) map[string]groupSnap {
@@ -752,17 +765,20 @@ func snapshot(c *Coordinator) map[string]groupSnap {
 	defer c.mu.Unlock()
 	out := map[string]groupSnap{}
 	for id, g := range c.groups {
-		s := groupSnap{State: g.state, Generation: g.generation, ProtocolType: g.protocolType, Protocol: g.protocol, Leader: g.leader, Offsets: map[TopicPartition]Offset{}}
+		s := groupSnap{State: g.state, Generation: g.generation, ProtocolType: g.protocolType, Protocol: g.protocol, Leader: g.leader,
+			Offsets: map[TopicPartition]Offset{}, Pending: map[int64]map[TopicPartition]Offset{}}
 		for _, m := range g.ordered() {
 			s.Members = append(s.Members, memberSnap{m.id, m.instanceID, m.clientID, m.clientHost, m.sessionTimeout, m.rebalanceTimeout,
 				string(m.metadataFor(g.protocol)), string(m.assignment)})
 		}
 		for tp, o := range g.offsets {
-			o.CommitTime = o.CommitTime.Round(time.Millisecond).Local()
-			if !o.ExpireTime.IsZero() {
-				o.ExpireTime = o.ExpireTime.Round(time.Millisecond).Local()
+			s.Offsets[tp] = snapOffset(o)
+		}
+		for pid, byTP := range g.txn {
+			s.Pending[pid] = map[TopicPartition]Offset{}
+			for tp, e := range byTP {
+				s.Pending[pid][tp] = snapOffset(e.off)
 			}
-			s.Offsets[tp] = o
 		}
 		out[id] = s
 	}

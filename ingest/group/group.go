@@ -69,6 +69,12 @@ type Offset struct {
 	Metadata    string
 	CommitTime  time.Time
 	ExpireTime  time.Time // zero unless the commit set a retention time (OffsetCommit v2-v4)
+
+	// logPos orders the offset's commit record in the partition's log:
+	// the record's index on load, a counter continuing from it for records
+	// appended since. Only the order matters (Kafka compares record offsets
+	// when a transaction commits offsets, see applyCommitted).
+	logPos uint64
 }
 
 type member struct {
@@ -142,6 +148,22 @@ type Group struct {
 
 	offsets        map[TopicPartition]Offset
 	pendingCommits int // commits appended but not yet durable
+	// tombstoned are the log positions of offset tombstones written while
+	// commits were in flight: a commit from an earlier record that
+	// completes after must not bring the offset back. Cleared when no
+	// commit is in flight.
+	tombstoned map[TopicPartition]uint64
+
+	// txn holds the pending transactional offsets (TxnOffsetCommit), by
+	// producer id, until the producer's commit or abort marker; txnParts
+	// counts, per partition, the producers with a pending offset for it.
+	txn      map[int64]map[TopicPartition]*txnOffset
+	txnParts map[TopicPartition]int
+	// deleted: the log's last record of the group is its tombstone; it
+	// lives on only for pending transactional offsets written before it
+	// (logs of Kafka versions that did not tombstone them) and goes when
+	// they end without leaving an offset. Cleared by a commit or a join.
+	deleted bool
 }
 
 func newGroup(id string, now time.Time) *Group {
@@ -154,6 +176,8 @@ func newGroup(id string, now time.Time) *Group {
 		pending:     map[string]time.Time{},
 		pendingSync: map[string]bool{},
 		offsets:     map[TopicPartition]Offset{},
+		txn:         map[int64]map[TopicPartition]*txnOffset{},
+		txnParts:    map[TopicPartition]int{},
 	}
 }
 

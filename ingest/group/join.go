@@ -88,6 +88,7 @@ func (c *Coordinator) joinLocked(now time.Time, req JoinRequest, ch chan JoinRes
 	if g.state == Dead {
 		return kerr.CoordinatorNotAvailable
 	}
+	g.deleted = false
 	if req.MemberID == "" {
 		return c.joinNewLocked(now, g, req, ch)
 	}

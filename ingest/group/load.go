@@ -3,8 +3,9 @@ package group
 import (
 	"errors"
 	"fmt"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // Load rebuilds the coordinator's groups from every record of its
@@ -14,6 +15,12 @@ import (
 // member's session restarts at load time. Records of types this
 // coordinator does not own are skipped. On error the coordinator stays
 // unloaded.
+//
+// Transactional offset commits are pending until a Marker record of their
+// producer follows them (commit: they become the committed offsets unless
+// a later commit of the partition precedes the marker; abort: dropped);
+// those with no marker up to the end stay pending, for CompleteTxn. An
+// offset tombstone drops the partition's pending offsets too.
 func (c *Coordinator) Load(records []Record) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -46,8 +53,12 @@ func (c *Coordinator) loadLocked(records []Record) error {
 		}
 		return g
 	}
-	deleted := map[string]bool{}
+	txnGroups := map[int64]map[string]struct{}{}
 	for i, r := range records {
+		if r.Marker != nil {
+			c.completeTxnLocked(groups, txnGroups, r.ProducerID, r.Marker.Commit)
+			continue
+		}
 		d, err := DecodeRecord(r.Key, r.Value)
 		if errors.Is(err, ErrUnknownRecordType) {
 			continue
@@ -63,34 +74,45 @@ func (c *Coordinator) loadLocked(records []Record) error {
 			v := d.Offset.Value
 			if v == nil {
 				delete(g.offsets, tp)
+				g.clearTxnPartition(tp)
 				continue
 			}
-			o := Offset{Offset: v.Offset, LeaderEpoch: v.LeaderEpoch, Metadata: v.Metadata, CommitTime: time.UnixMilli(v.CommitTimestamp)}
+			o := Offset{Offset: v.Offset, LeaderEpoch: v.LeaderEpoch, Metadata: v.Metadata,
+				CommitTime: time.UnixMilli(v.CommitTimestamp), logPos: uint64(i)}
 			if v.Version == 1 && v.ExpireTimestamp > 0 {
 				o.ExpireTime = time.UnixMilli(v.ExpireTimestamp)
+			}
+			// A commit after the group's tombstone recreates it (a simple
+			// group), as live.
+			g.deleted = false
+			if r.Transactional {
+				g.putTxn(r.ProducerID, tp, &txnOffset{off: o, durable: true})
+				indexTxnGroup(txnGroups, r.ProducerID, k.Group)
+				continue
 			}
 			g.offsets[tp] = o
 		case d.Group != nil:
 			id := d.Group.Key.Group
 			g := get(id)
 			fresh := newGroup(id, now)
-			fresh.offsets = g.offsets
+			fresh.offsets, fresh.txn, fresh.txnParts = g.offsets, g.txn, g.txnParts
 			groups[id] = fresh
 			v := d.Group.Value
 			if v == nil {
-				deleted[id] = true
+				fresh.deleted = true
 				continue
 			}
-			delete(deleted, id)
 			fresh.applyMetadata(v, now)
 		}
 	}
 	for id, g := range groups {
-		if deleted[id] && len(g.offsets) == 0 {
+		if g.deleted && len(g.offsets) == 0 && len(g.txn) == 0 {
 			delete(groups, id)
 		}
 	}
 	c.groups = groups
+	c.txnGroups = txnGroups
+	c.logPos = uint64(len(records))
 	c.state = active
 	return nil
 }

@@ -85,9 +85,10 @@ func (c *Coordinator) commitLocked(now time.Time, req CommitRequest, ch chan []P
 	if m := g.members[req.MemberID]; m != nil {
 		m.deadline = now.Add(m.sessionTimeout)
 	}
+	g.deleted = false
 	var records []Record
 	var idx []int
-	pending := map[TopicPartition]Offset{}
+	var offs []Offset
 	for i, o := range req.Offsets {
 		if len(o.Metadata) > c.cfg.MaxMetadataBytes {
 			out[i].Err = kerr.OffsetMetadataTooLarge
@@ -99,15 +100,15 @@ func (c *Coordinator) commitLocked(now time.Time, req CommitRequest, ch chan []P
 		}
 		records = append(records, OffsetCommitRecord(g.id, o.Topic, o.Partition, off))
 		idx = append(idx, i)
-		pending[o.TopicPartition] = off
+		offs = append(offs, off)
 	}
 	if len(records) == 0 {
 		ch <- out
 		return
 	}
-	g.pendingCommits++
-	c.appendLocked(records, func(live bool, err error) {
-		g.pendingCommits--
+	g.commitStarted()
+	pos := c.appendLocked(records, func(live bool, err error) {
+		defer g.commitDone()
 		switch {
 		case err != nil:
 			err = appendError(err, true)
@@ -116,10 +117,11 @@ func (c *Coordinator) commitLocked(now time.Time, req CommitRequest, ch chan []P
 			// retries against the current coordinator.
 			err = kerr.NotCoordinator
 		default:
-			for i, o := range req.Offsets {
-				if out[i].Err == nil {
-					g.offsets[o.TopicPartition] = pending[o.TopicPartition]
-				}
+			for k, i := range idx {
+				// A transaction's offsets committed meanwhile from an
+				// earlier record lose to this one; from a later record,
+				// they win, as on replay.
+				g.applyCommitted(req.Offsets[i].TopicPartition, offs[k])
 			}
 		}
 		for _, i := range idx {
@@ -127,6 +129,9 @@ func (c *Coordinator) commitLocked(now time.Time, req CommitRequest, ch chan []P
 		}
 		ch <- out
 	})
+	for k := range offs {
+		offs[k].logPos = pos + uint64(k)
+	}
 }
 
 // validateCommit is Kafka's check of a classic group's OffsetCommit.
@@ -168,8 +173,22 @@ type FetchedOffset struct {
 // FetchOffsets returns the committed offsets of partitions, or of every
 // partition with a committed offset when partitions is nil. An unknown
 // group is not an error: its offsets are -1 (sarama and librdkafka depend
-// on that).
+// on that). Pending transactional offsets are not seen: a partition with
+// one answers its last committed offset.
 func (c *Coordinator) FetchOffsets(group string, partitions []TopicPartition) ([]FetchedOffset, error) {
+	return c.fetchOffsets(group, partitions, false)
+}
+
+// FetchStableOffsets is FetchOffsets for an OffsetFetch v7+ with
+// RequireStable: a partition with a pending transactional offset (from a
+// TxnOffsetCommit whose transaction has not ended) gets
+// UNSTABLE_OFFSET_COMMIT, offset -1, as Kafka answers, and the client
+// retries until the transaction ends.
+func (c *Coordinator) FetchStableOffsets(group string, partitions []TopicPartition) ([]FetchedOffset, error) {
+	return c.fetchOffsets(group, partitions, true)
+}
+
+func (c *Coordinator) fetchOffsets(group string, partitions []TopicPartition, requireStable bool) ([]FetchedOffset, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.activeErrLocked(); err != nil {
@@ -186,7 +205,9 @@ func (c *Coordinator) FetchOffsets(group string, partitions []TopicPartition) ([
 	out := make([]FetchedOffset, 0, len(partitions))
 	for _, tp := range partitions {
 		f := FetchedOffset{TopicPartition: tp, Offset: -1, LeaderEpoch: -1}
-		if o, ok := offsets[tp]; ok {
+		if requireStable && g != nil && g.hasTxn(tp) {
+			f.Err = kerr.UnstableOffsetCommit
+		} else if o, ok := offsets[tp]; ok {
 			f.Offset, f.LeaderEpoch, f.Metadata = o.Offset, o.LeaderEpoch, o.Metadata
 		}
 		out = append(out, f)
@@ -234,16 +255,21 @@ func (c *Coordinator) deleteOffsetsLocked(group string, partitions []TopicPartit
 	resp := DeleteOffsetsResponse{}
 	var records []Record
 	var idx []int
+	var tombstoned []TopicPartition
 	for _, tp := range partitions {
 		r := PartitionResult{TopicPartition: tp}
 		switch {
 		case subscribed != nil && (subscribed[tp.Topic] || subscribed[""]):
 			r.Err = kerr.GroupSubscribedToTopic
 		default:
-			if _, ok := g.offsets[tp]; ok {
+			// As Kafka 4.x: a pending transactional offset gets a
+			// tombstone too, which drops it (here and on replay).
+			if _, ok := g.offsets[tp]; ok || g.hasTxn(tp) {
 				delete(g.offsets, tp)
+				g.clearTxnPartition(tp)
 				records = append(records, OffsetTombstone(group, tp.Topic, tp.Partition))
 				idx = append(idx, len(resp.Partitions))
+				tombstoned = append(tombstoned, tp)
 			}
 		}
 		resp.Partitions = append(resp.Partitions, r)
@@ -251,7 +277,7 @@ func (c *Coordinator) deleteOffsetsLocked(group string, partitions []TopicPartit
 	if len(records) == 0 {
 		return &resp
 	}
-	c.appendLocked(records, func(_ bool, err error) {
+	pos := c.appendLocked(records, func(_ bool, err error) {
 		if err != nil {
 			for _, i := range idx {
 				resp.Partitions[i].Err = appendError(err, true)
@@ -259,6 +285,9 @@ func (c *Coordinator) deleteOffsetsLocked(group string, partitions []TopicPartit
 		}
 		ch <- resp
 	})
+	for k, tp := range tombstoned {
+		g.tombstoneWritten(tp, pos+uint64(k))
+	}
 	return nil
 }
 
@@ -296,6 +325,10 @@ type ExpiryInput struct {
 	Offsets    map[TopicPartition]Offset
 	// Busy groups (commits in flight, KIP-394 members pending) expire nothing.
 	Busy bool
+	// TxnPending are the partitions with pending transactional offsets:
+	// their committed offsets do not expire, and a group with any is not
+	// deleted (Kafka: not while transactions with its offsets are open).
+	TxnPending map[TopicPartition]bool
 }
 
 // ExpiryPlan is what offsets.retention.minutes removes from one group.
@@ -312,9 +345,11 @@ type ExpiryPlan struct {
 //     expire the retention after their commit;
 //   - an offset committed with an explicit retention (OffsetCommit v2-v4)
 //     expires at that time instead, under the same conditions;
-//   - other groups keep their offsets.
+//   - other groups keep their offsets;
+//   - a partition with a pending transactional offset keeps its offset.
 //
-// An Empty group left with no offsets is deleted.
+// An Empty group left with no offsets and no pending transactional offsets
+// is deleted.
 func PlanOffsetExpiry(in ExpiryInput, now time.Time, retention time.Duration) ExpiryPlan {
 	var plan ExpiryPlan
 	if in.Busy {
@@ -336,7 +371,7 @@ func PlanOffsetExpiry(in ExpiryInput, now time.Time, retention time.Duration) Ex
 	}
 	for _, tp := range sortedOffsets(in.Offsets) {
 		o := in.Offsets[tp]
-		if in.State != Empty && in.Subscribed[tp.Topic] {
+		if (in.State != Empty && in.Subscribed[tp.Topic]) || in.TxnPending[tp] {
 			continue
 		}
 		expired := now.Sub(base(o)) >= retention
@@ -347,7 +382,7 @@ func PlanOffsetExpiry(in ExpiryInput, now time.Time, retention time.Duration) Ex
 			plan.Offsets = append(plan.Offsets, tp)
 		}
 	}
-	plan.DeleteGroup = in.State == Empty && len(plan.Offsets) == len(in.Offsets)
+	plan.DeleteGroup = in.State == Empty && len(plan.Offsets) == len(in.Offsets) && len(in.TxnPending) == 0
 	return plan
 }
 
@@ -372,6 +407,12 @@ func (c *Coordinator) ExpireOffsets(now time.Time) (offsets, groups int) {
 			Busy: g.pendingCommits > 0 || len(g.pending) > 0 || g.storing}
 		if g.state == Stable && g.protocolType == "consumer" {
 			in.Subscribed = g.subscribedTopics()
+		}
+		if len(g.txnParts) > 0 {
+			in.TxnPending = make(map[TopicPartition]bool, len(g.txnParts))
+			for tp := range g.txnParts {
+				in.TxnPending[tp] = true
+			}
 		}
 		plan := PlanOffsetExpiry(in, now, c.cfg.OffsetsRetention)
 		for _, tp := range plan.Offsets {

@@ -21,9 +21,41 @@ const (
 
 // Record is one record of a __consumer_offsets partition. A nil Value is a
 // tombstone: compaction drops the key once the tombstone is old enough.
+//
+// Records the coordinator appends are ordinary (the zero producer fields)
+// or, for TxnOffsetCommit, Transactional offset commits of ProducerID and
+// ProducerEpoch. On load, the broker's reader sets Transactional,
+// ProducerID and ProducerEpoch for the records of transactional batches,
+// and turns each control batch (a transaction marker) into a Record with
+// Marker and ProducerID set and Key and Value nil, in log order. ProducerID
+// and ProducerEpoch mean nothing unless Transactional or Marker is set.
 type Record struct {
 	Key   []byte
 	Value []byte
+
+	// Transactional marks a record of a transactional batch: an offset
+	// commit that stays pending until a marker of ProducerID follows it.
+	Transactional bool
+	ProducerID    int64
+	ProducerEpoch int16
+	// Marker, only on load, is the commit or abort marker of ProducerID.
+	// The coordinator never appends markers: the broker writes them.
+	Marker *TxnMarker
+}
+
+// TxnMarker is a transaction marker (a control batch's record) of the
+// __consumer_offsets partition: it ends the transaction of the Record's
+// ProducerID.
+type TxnMarker struct {
+	Commit bool // false: abort
+}
+
+// TxnOffsetCommitRecord is the record of a transactional offset commit of
+// producer id pid and epoch, appended in a transactional batch.
+func TxnOffsetCommitRecord(group, topic string, partition int32, o Offset, pid int64, epoch int16) Record {
+	r := OffsetCommitRecord(group, topic, partition, o)
+	r.Transactional, r.ProducerID, r.ProducerEpoch = true, pid, epoch
+	return r
 }
 
 // ErrUnknownRecordType is returned (wrapped) by DecodeRecord for a key type
@@ -183,14 +215,21 @@ func GroupTombstone(group string) Record {
 }
 
 // PartitionFor is the __consumer_offsets partition that holds group, as
-// Kafka computes it: the non-negative Java String.hashCode of the group id
-// modulo the partition count, so clients and tools that compute it agree.
+// Kafka computes it: Utils.abs(groupId.hashCode) % partitions, with Java's
+// String.hashCode over UTF-16 code units and Utils.abs mapping MinInt32 to
+// 0, so clients and tools that compute it agree.
 func PartitionFor(group string, partitions int32) int32 {
 	var h int32
 	for _, c := range utf16.Encode([]rune(group)) {
 		h = 31*h + int32(c)
 	}
-	return (h & 0x7fffffff) % partitions
+	switch {
+	case h == -1<<31:
+		h = 0
+	case h < 0:
+		h = -h
+	}
+	return h % partitions
 }
 
 // Encode is the record d decodes from, in d's own versions.

@@ -191,7 +191,7 @@ func TestDecodeErrors(t *testing.T) {
 
 func TestPartitionFor(t *testing.T) {
 	// Java's String.hashCode: s[0]*31^(n-1) + ... + s[n-1] over UTF-16
-	// units in int arithmetic, then (h & 0x7fffffff) % partitions.
+	// units in int arithmetic, then Utils.abs(h) % partitions.
 	for _, tt := range []struct {
 		group string
 		want  int32
@@ -199,6 +199,12 @@ func TestPartitionFor(t *testing.T) {
 		{"", 0},
 		{"a", 97 % 50},
 		{"ab", (97*31 + 98) % 50},
+		// Negative hash codes, where abs and h&0x7fffffff differ (Kafka
+		// places "my-group" in partition 12 of 50).
+		{"my-group", 12},
+		{"kafka-txn-0", 30},
+		// Java hashCode -2^31: Utils.abs maps it to 0.
+		{"polygenelubricants", 0},
 	} {
 		if got := PartitionFor(tt.group, 50); got != tt.want {
 			t.Errorf("PartitionFor(%q) = %d, want %d", tt.group, got, tt.want)

@@ -129,3 +129,70 @@ func TestConcurrentMembers(t *testing.T) {
 		t.Fatalf("replayed offsets %v, live %v", got, live)
 	}
 }
+
+// TestConcurrentTransactions runs transactional producers (each waits for
+// its TxnOffsetCommit before ending the transaction, as clients do) and
+// ordinary committers against an asynchronous log, and checks the
+// persisted records replay into the same committed and pending offsets.
+func TestConcurrentTransactions(t *testing.T) {
+	log := &asyncLog{q: make(chan heldAppend, 16)}
+	go log.run()
+	clock := &fakeClock{t: time.UnixMilli(1_700_000_000_000)} // whole milliseconds, as records keep
+	c := New(Config{Now: clock.Now, Appender: log})
+	if err := c.Load(nil); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(2)
+		go func(pid int64) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				res := wait(t, c.CommitTxnOffsets(TxnCommitRequest{Group: "g", ProducerID: pid, GenerationID: -1,
+					Offsets: []CommitOffset{{TopicPartition: tp("t", int32(i%3)), Offset: pid*1000 + int64(i)}}}))
+				if res[0].Err != nil {
+					t.Errorf("txn commit: %v", res[0].Err)
+					return
+				}
+				commit := i%4 != 3
+				if i == 49 && pid == 1 {
+					break // stays pending
+				}
+				log.mu.Lock()
+				log.records = append(log.records, Record{ProducerID: pid, Marker: &TxnMarker{Commit: commit}})
+				log.mu.Unlock()
+				if err := c.CompleteTxn(pid, commit); err != nil {
+					t.Errorf("complete: %v", err)
+					return
+				}
+			}
+		}(int64(w + 1))
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				wait(t, c.CommitOffsets(CommitRequest{Group: "g", Generation: -1,
+					Offsets: []CommitOffset{{TopicPartition: tp("t", int32(i%3)), Offset: int64(i)}}}))
+				if _, err := c.FetchStableOffsets("g", nil); err != nil {
+					t.Errorf("fetch: %v", err)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	// Every append has been answered: the log holds them all.
+	live := snapshot(c)
+	c.Unload()
+	log.mu.Lock()
+	records := append([]Record(nil), log.records...)
+	log.mu.Unlock()
+	c2 := New(Config{Appender: log})
+	if err := c2.Load(records); err != nil {
+		t.Fatal(err)
+	}
+	if len(live["g"].Pending[1]) == 0 {
+		t.Fatal("producer 1's last transaction is not pending")
+	}
+	if got := snapshot(c2); !reflect.DeepEqual(got, live) {
+		t.Fatalf("replayed %+v\nlive %+v", got, live)
+	}
+}

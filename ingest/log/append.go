@@ -8,11 +8,19 @@ import (
 	"time"
 
 	"github.com/strata-io/strata/ingest/batch"
+	"github.com/strata-io/strata/ingest/producer"
 )
 
 // AppendInfo describes an append.
 type AppendInfo struct {
 	LeaderEpoch int32 // stamped into every batch and recorded in the epoch cache
+	// Coordinator marks an append a coordinator makes on a producer's
+	// behalf, such as the group coordinator's TxnOffsetCommit records
+	// (transactional batches with the producer's id and epoch and base
+	// sequence 0 each time): an older producer epoch is still fenced, but
+	// no sequence or duplicate check is done (producer.OriginCoordinator).
+	// The batches still open the producer's transaction.
+	Coordinator bool
 }
 
 // AppendResult describes where an append landed.
@@ -34,12 +42,24 @@ var errMixedDuplicates = errors.New("append mixes duplicate and new idempotent b
 // producer error (it has Code()) is returned as is. The data is written but
 // not yet durable: use WaitDurable. Sticky I/O errors wrap ErrStorage;
 // ErrDiskFull is returned when free space is below Config.MinFreeBytes.
+//
+// Transaction markers (batch.AppendMarker) are appended with Append too:
+// a control batch with a producer id must hold a commit or abort marker
+// (else an error wrapping batch.ErrCorrupt), is checked with
+// producer.State.CheckMarker (older producer epoch: INVALID_PRODUCER_EPOCH;
+// older coordinator epoch: TRANSACTION_COORDINATOR_FENCED), closes the
+// producer's open transaction and, for an abort, records it in the
+// aborted-transaction index (AbortedTxns).
 func (l *Log) Append(b []byte, info AppendInfo) (AppendResult, error) {
 	hdrs, records, err := parseBatches(b)
 	if err != nil {
 		return AppendResult{}, err
 	}
-	res, forceSync, err := l.appendLocked(b, hdrs, records, info)
+	markers, err := parseMarkers(b, hdrs, true)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	res, forceSync, err := l.appendLocked(b, hdrs, markers, records, info)
 	if err != nil || res.Duplicate {
 		return res, err
 	}
@@ -73,7 +93,7 @@ func parseBatches(b []byte) ([]batch.Header, int64, error) {
 	return hdrs, records, nil
 }
 
-func (l *Log) appendLocked(b []byte, hdrs []batch.Header, records int64, info AppendInfo) (AppendResult, bool, error) {
+func (l *Log) appendLocked(b []byte, hdrs []batch.Header, markers []*batch.Marker, records int64, info AppendInfo) (AppendResult, bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -93,10 +113,21 @@ func (l *Log) appendLocked(b []byte, hdrs []batch.Header, records int64, info Ap
 	if len(hdrs) > 1 {
 		state = state.Clone()
 	}
+	origin := producer.OriginClient
+	if info.Coordinator {
+		origin = producer.OriginCoordinator
+	}
 	var dups int
 	var first, last int64
 	for i := range hdrs {
-		dup, err := state.Check(&hdrs[i])
+		m := markerAt(markers, i)
+		var dup *producer.BatchMeta
+		var err error
+		if m != nil {
+			err = state.CheckMarker(&hdrs[i], *m)
+		} else {
+			dup, err = state.CheckFrom(&hdrs[i], origin)
+		}
 		if err != nil {
 			return AppendResult{}, false, err
 		}
@@ -107,7 +138,7 @@ func (l *Log) appendLocked(b []byte, hdrs []batch.Header, records int64, info Ap
 			dups++
 			last = dup.LastOffset
 		} else if len(hdrs) > 1 {
-			state.Update(&hdrs[i], 0)
+			applyBatch(state, &hdrs[i], m, 0)
 		}
 	}
 	if dups == len(hdrs) {
@@ -139,25 +170,35 @@ func (l *Log) appendLocked(b []byte, hdrs []batch.Header, records int64, info Ap
 	if l.mu.epochs.assign(info.LeaderEpoch, next) {
 		l.mu.epochsDirty = true
 	}
-	force := l.appendedLocked(act, hdrs, len(b), records, now, cfg)
+	force := l.appendedLocked(act, hdrs, markers, len(b), records, now, cfg)
 	return AppendResult{BaseOffset: next, LastOffset: lastOffset, LogStartOffset: l.mu.start}, force, nil
 }
 
 // appendedLocked does the bookkeeping of batches just written to act (by
-// Append or AppendReplica): sparse indexes, producer state, and the flush
-// policy's counters. It reports whether flush.messages or flush.ms ask for
-// a sync now.
-func (l *Log) appendedLocked(act *segment, hdrs []batch.Header, size int, records int64, now time.Time, cfg Config) bool {
+// Append or AppendReplica): sparse indexes, producer state, open and aborted
+// transactions, and the flush policy's counters. It reports whether
+// flush.messages or flush.ms ask for a sync now.
+func (l *Log) appendedLocked(act *segment, hdrs []batch.Header, markers []*batch.Marker, size int, records int64, now time.Time, cfg Config) bool {
 	if act.firstAppend.IsZero() {
 		act.firstAppend = now
 	}
 	nowMs := now.UnixMilli()
 	pos := act.size
+	txns := false
 	for i := range hdrs {
 		h := &hdrs[i]
 		act.indexBatch(h, pos, cfg.IndexIntervalBytes)
 		pos += int64(h.Size())
-		l.mu.producers.Update(h, nowMs)
+		if e, ok := applyBatch(l.mu.producers, h, markerAt(markers, i), nowMs); ok {
+			if e.abort {
+				act.txn.add(e.AbortedTxn)
+			}
+			l.noteEndLocked(e)
+		}
+		txns = txns || h.IsTransactional() || h.IsControl()
+	}
+	if txns {
+		l.noteTxnsLocked()
 	}
 	if l.mu.unsynced == 0 {
 		l.mu.unsyncedAt = now
@@ -165,6 +206,14 @@ func (l *Log) appendedLocked(act *segment, hdrs []batch.Header, size int, record
 	l.mu.unsynced += records
 	l.mu.sinceSpace += int64(size)
 	return l.mu.unsynced >= cfg.FlushMessages || now.Sub(l.mu.unsyncedAt).Milliseconds() >= cfg.FlushMs
+}
+
+// markerAt returns markers[i], nil if markers is nil.
+func markerAt(markers []*batch.Marker, i int) *batch.Marker {
+	if markers == nil {
+		return nil
+	}
+	return markers[i]
 }
 
 // assignOffsets patches base offsets and leader epochs in place, in b and
@@ -221,7 +270,7 @@ func (l *Log) rollFlagsLocked(flags uint16) error {
 		return fmt.Errorf("roll: write %s: %w", path, err)
 	}
 	old.finishTimeIndex()
-	l.mu.seals = append(l.mu.seals, sealJob{seg: old, w: old.w, producers: l.mu.producers.Clone()})
+	l.mu.seals = append(l.mu.seals, sealJob{seg: old, w: old.w, producers: l.mu.producers.Clone(), aborted: old.txn.entries})
 	seg := newSegment(old.next, path)
 	seg.gaps = flags&segFlagCompacted != 0
 	seg.w = newWriter(f)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/strata-io/strata/compactor/keymap"
 	"github.com/strata-io/strata/compactor/ratelimit"
+	"github.com/strata-io/strata/index"
 	"github.com/strata-io/strata/ingest/batch"
 	"github.com/strata-io/strata/ingest/log/vfs"
 )
@@ -563,7 +564,21 @@ func (p *cleanPass) writeGroup(g *cleanGroup, m *keymap.Map, lastOfProducer map[
 	if err := p.writeSynced(filepath.Join(l.dir, fileName(g.base, indexSuffix)+cleanedSuffix), idx); err != nil {
 		return err
 	}
-	return p.writeSynced(filepath.Join(l.dir, fileName(g.base, timeIndexSuffix)+cleanedSuffix), tidx)
+	if err := p.writeSynced(filepath.Join(l.dir, fileName(g.base, timeIndexSuffix)+cleanedSuffix), tidx); err != nil {
+		return err
+	}
+	// Offsets do not move and markers stay: the group's aborted
+	// transactions are its sources', in order.
+	var aborted []index.AbortedTxn
+	for _, s := range g.src {
+		entries, err := l.segmentTxns(s, s.base)
+		if err != nil {
+			return fmt.Errorf("aborted transactions of %s: %w", s.path, err)
+		}
+		aborted = appendOverlapping(aborted, entries, s.base, math.MaxInt64, s.base, s.next)
+	}
+	g.seg.txn = txnSummary(aborted)
+	return p.writeSynced(filepath.Join(l.dir, fileName(g.base, txnIndexSuffix)+cleanedSuffix), encodeTxnIndex(g.base, aborted))
 }
 
 func (p *cleanPass) writeGroupData(f vfs.File, g *cleanGroup, final string, m *keymap.Map, lastOfProducer map[int64]int64, horizon int64) error {
@@ -676,7 +691,7 @@ func (p *cleanPass) writeSynced(path string, data []byte) error {
 // removes what is left.
 func (p *cleanPass) removeCleaned(groups []*cleanGroup) {
 	for _, g := range groups {
-		for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+		for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix, txnIndexSuffix} {
 			_ = p.l.fs.Remove(filepath.Join(p.l.dir, fileName(g.base, suffix)+cleanedSuffix))
 		}
 	}
@@ -780,7 +795,7 @@ func (l *Log) groupIndexLocked(g *cleanGroup) int {
 // open). Under Log.mu, so that no reader opens the new file with a view of
 // the old one, or the reverse (see swapLocked).
 func (l *Log) renameCleaned(base int64) error {
-	for _, suffix := range []string{indexSuffix, timeIndexSuffix, logSuffix} {
+	for _, suffix := range []string{txnIndexSuffix, indexSuffix, timeIndexSuffix, logSuffix} {
 		path := filepath.Join(l.dir, fileName(base, suffix))
 		if err := l.fs.Rename(path+cleanedSuffix, path); err != nil {
 			return err
@@ -946,7 +961,17 @@ func (l *Log) finishSwap(g cleanedGroup, names []string) error {
 			return err
 		}
 	}
-	for _, suffix := range []string{indexSuffix, timeIndexSuffix, logSuffix} {
+	if pending {
+		// A pass written before .txnindex files existed: the first
+		// segment's file does not cover the group; recovery rebuilds it.
+		txnPath := filepath.Join(l.dir, fileName(g.base, txnIndexSuffix))
+		if _, err := l.fs.Stat(txnPath + cleanedSuffix); errors.Is(err, fs.ErrNotExist) {
+			if err := l.fs.Remove(txnPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	for _, suffix := range []string{txnIndexSuffix, indexSuffix, timeIndexSuffix, logSuffix} {
 		path := filepath.Join(l.dir, fileName(g.base, suffix))
 		if err := l.fs.Rename(path+cleanedSuffix, path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err

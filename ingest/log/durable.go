@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/strata-io/strata/index"
 	"github.com/strata-io/strata/ingest/producer"
 )
 
@@ -70,8 +71,16 @@ func (l *Log) syncNow() {
 		l.mu.seals[0] = sealJob{} // do not keep the segment and producer state reachable
 		l.mu.seals = l.mu.seals[1:]
 		j.seg.w = nil
+		// The entries now live in the .txnindex file; the cache keeps
+		// the newest segments' for the fetches at the tail.
+		j.seg.txn.entries, j.seg.txn.onDisk = nil, true
 	}
 	l.mu.Unlock()
+	for _, j := range seals {
+		if len(j.aborted) > 0 {
+			l.txns.put(j.seg, j.aborted)
+		}
+	}
 	// The last reference closes the descriptor: not under Log.mu.
 	for _, j := range seals {
 		if cerr := j.w.release(); cerr != nil && err == nil {
@@ -97,6 +106,9 @@ func (l *Log) syncFiles(seals []sealJob, w *writer, activePath string, syncDir b
 			return err
 		}
 		if err := writeAtomic(l.fs, l.dir, fileName(j.seg.base, timeIndexSuffix), j.seg.timeIdx.AppendEncode(nil), false); err != nil {
+			return err
+		}
+		if err := writeAtomic(l.fs, l.dir, fileName(j.seg.base, txnIndexSuffix), encodeTxnIndex(j.seg.base, j.aborted), false); err != nil {
 			return err
 		}
 		snap := j.producers.AppendSnapshot(nil, j.seg.next)
@@ -133,9 +145,11 @@ func (l *Log) publish(target int64) {
 }
 
 // sealJob is the deferred work of a roll: sync the sealed segment's data,
-// write its index files and the producer snapshot as of its end.
+// write its index files (offset, time, aborted transactions) and the
+// producer snapshot as of its end.
 type sealJob struct {
 	seg       *segment
-	w         *writer         // the segment's descriptor; released when the seal is done
-	producers *producer.State // producer state as of seg.next
+	w         *writer            // the segment's descriptor; released when the seal is done
+	producers *producer.State    // producer state as of seg.next
+	aborted   []index.AbortedTxn // the segment's aborted transactions, in marker order
 }

@@ -18,6 +18,7 @@ const (
 	indexSuffix       = ".index"
 	timeIndexSuffix   = ".timeindex"
 	snapshotSuffix    = ".snapshot"
+	txnIndexSuffix    = ".txnindex"
 	tmpSuffix         = ".tmp"
 	cleanedSuffix     = ".cleaned" // a cleaner's output, appended to a segment's file names
 	epochCheckpoint   = "leader-epoch-checkpoint"

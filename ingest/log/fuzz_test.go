@@ -2,8 +2,10 @@ package log
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
+	"github.com/strata-io/strata/index"
 	"github.com/strata-io/strata/ingest/log/vfs"
 )
 
@@ -30,6 +32,32 @@ func FuzzDecodeCheckpoints(f *testing.F) {
 		}
 		if e, err := decodeEpochs(b); err == nil && !bytes.Equal(encodeEpochs(e), b) {
 			t.Fatal("epochs do not re-encode")
+		}
+	})
+}
+
+// FuzzDecodeTxnIndex: the aborted-transaction index decoder never panics,
+// and what it accepts re-encodes to the same bytes and keeps its rules.
+func FuzzDecodeTxnIndex(f *testing.F) {
+	f.Add(encodeTxnIndex(10, nil))
+	f.Add(encodeTxnIndex(10, []index.AbortedTxn{{ProducerID: 1, FirstOffset: 3, LastOffset: 10}, {ProducerID: 2, FirstOffset: 0, LastOffset: 12}}))
+	f.Add([]byte("SLTX\x00\x01"))
+	f.Add([]byte("SLTX\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		base, entries, err := decodeTxnIndex(b, "x.txnindex")
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrVersion) {
+				t.Fatalf("error %v wraps neither ErrCorrupt nor ErrVersion", err)
+			}
+			return
+		}
+		if !bytes.Equal(encodeTxnIndex(base, entries), b) {
+			t.Fatal("txn index does not re-encode")
+		}
+		for i, e := range entries {
+			if e.FirstOffset > e.LastOffset || e.LastOffset < base || (i > 0 && e.LastOffset <= entries[i-1].LastOffset) {
+				t.Fatalf("accepted bad entry %+v", e)
+			}
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strata-io/strata/index"
 	"github.com/strata-io/strata/ingest/log/vfs"
 	"github.com/strata-io/strata/ingest/producer"
 )
@@ -42,6 +43,10 @@ type Log struct {
 
 	queued  atomic.Bool  // scheduled on the Syncer and not yet started
 	durable atomic.Int64 // every offset below it is durable
+	fuo     atomic.Int64 // first unstable offset (aborted.go), -1 if no transaction is open
+	// unreplicated is len(mu.unreplicated), for a lock-free LastStableOffset.
+	unreplicated atomic.Int64
+	txns         txnCache // decoded .txnindex entries of recently read sealed segments
 
 	durMu struct {
 		sync.Mutex
@@ -68,6 +73,9 @@ type Log struct {
 		truncations uint64    // TruncateTo calls that cut records; a cleaner pass begun before one does not commit
 		closing     bool      // Close has begun: no cleaner pass starts
 		cleanCancel func()    // cancels the running cleaner pass, nil if none
+		// unreplicated are the transactions completed recently, in marker
+		// order (LastStableOffset); at most maxUnreplicated.
+		unreplicated []index.AbortedTxn
 	}
 }
 
@@ -120,6 +128,15 @@ func (l *Log) ExpireProducers() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.mu.producers.Expire(l.now().UnixMilli(), l.mu.cfg.ProducerIDExpirationMs)
+}
+
+// Producers returns the state of every producer with state in the log, by
+// id (DescribeProducers: epoch, last sequence and timestamp, coordinator
+// epoch, open transaction's first offset).
+func (l *Log) Producers() []producer.Producer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.producers.Producers()
 }
 
 // EndOffsetForEpoch answers OffsetForLeaderEpoch: the end offset of the

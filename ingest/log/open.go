@@ -90,10 +90,13 @@ func (l *Log) recover() error {
 			if b, ok := parseFileName(n, snapshotSuffix); ok {
 				snaps = append(snaps, b)
 			}
-		case strings.HasSuffix(n, indexSuffix) || strings.HasSuffix(n, timeIndexSuffix):
+		case strings.HasSuffix(n, indexSuffix) || strings.HasSuffix(n, timeIndexSuffix) || strings.HasSuffix(n, txnIndexSuffix):
 			b, ok := parseFileName(n, indexSuffix)
 			if !ok {
 				b, ok = parseFileName(n, timeIndexSuffix)
+			}
+			if !ok {
+				b, ok = parseFileName(n, txnIndexSuffix)
 			}
 			if ok {
 				indexes = append(indexes, b)
@@ -108,7 +111,7 @@ func (l *Log) recover() error {
 		if _, ok := slices.BinarySearch(bases, b); ok {
 			continue
 		}
-		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+		for _, suffix := range []string{indexSuffix, timeIndexSuffix, txnIndexSuffix} {
 			if err := l.fs.Remove(filepath.Join(l.dir, fileName(b, suffix))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
@@ -409,8 +412,9 @@ func (l *Log) openActive(base int64) error {
 	}
 	l.mu.segments = append(l.mu.segments, seg)
 	// Index files of the active segment are stale leftovers of a roll that
-	// did not complete; the active segment's indexes live in memory.
-	for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+	// did not complete (or of a truncation); the active segment's indexes
+	// live in memory.
+	for _, suffix := range []string{indexSuffix, timeIndexSuffix, txnIndexSuffix} {
 		if err := l.fs.Remove(filepath.Join(l.dir, fileName(base, suffix))); err == nil {
 			l.mu.dirDirty = true
 		} else if !errors.Is(err, fs.ErrNotExist) {
@@ -501,7 +505,7 @@ func (l *Log) applyStart(start int64, known bool) error {
 // removeSegmentFiles removes a segment's files, ignoring missing ones. The
 // caller syncs the directory.
 func (l *Log) removeSegmentFiles(base int64) error {
-	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix, txnIndexSuffix} {
 		path := filepath.Join(l.dir, fileName(base, suffix))
 		l.files.evict(l.fs, path)
 		if err := l.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -514,13 +518,32 @@ func (l *Log) removeSegmentFiles(base int64) error {
 // recoverProducers loads the newest usable snapshot at or below end and
 // replays the batches after it. Snapshots past the end or below the first
 // segment are removed. The replay writes the snapshot at the end of every
-// sealed segment it passes (those are missing or unusable: a crash between
-// a roll and its sync round), so that every sealed segment has its snapshot
-// for ProducerSnapshotAt.
+// sealed segment it passes whose snapshot is missing or unusable (a crash
+// between a roll and its sync round), so that every sealed segment has its
+// snapshot for ProducerSnapshotAt.
+//
+// It also recovers the aborted-transaction index: each sealed segment's
+// .txnindex is loaded, and the replay starts at or before the first sealed
+// segment whose file is missing or bad, rebuilding (and writing) every such
+// file it passes and the active segment's in-memory entries.
 func (l *Log) recoverProducers(snaps []int64, end int64) error {
-	first := l.mu.segments[0].base
+	segs := l.mu.segments
+	first := segs[0].base
+	act := len(segs) - 1
+	need := act // the first segment whose aborted transactions the replay rebuilds
+	for i, s := range segs[:act] {
+		ok, err := l.loadTxnIndex(s)
+		if err != nil {
+			return err
+		}
+		if !ok && need == act {
+			need = i
+		}
+	}
+	limit := segs[need].base
 	from, loaded := first, false
 	l.mu.producers = producer.NewState()
+	have := map[int64]bool{}
 	for i := len(snaps) - 1; i >= 0; i-- {
 		off := snaps[i]
 		name := fileName(off, snapshotSuffix)
@@ -531,8 +554,9 @@ func (l *Log) recoverProducers(snaps []int64, end int64) error {
 			l.mu.dirDirty = true
 			continue
 		}
-		if loaded {
-			continue // a newer one is loaded; keep this one for now
+		have[off] = true
+		if loaded || off > limit {
+			continue // a newer one is loaded, or the replay must start earlier; keep it
 		}
 		b, err := readFile(l.fs, filepath.Join(l.dir, name))
 		if err != nil {
@@ -548,16 +572,50 @@ func (l *Log) recoverProducers(snaps []int64, end int64) error {
 		}
 		l.mu.producers, from, loaded = st, off, true
 	}
+	if !loaded && first > 0 {
+		l.logger.Warn("no producer snapshot at the first segment; transactions open before it are not known",
+			"dir", l.dir, "first", first)
+	}
 	nowMs := l.now().UnixMilli()
-	for i, s := range l.mu.segments {
+	for i, s := range segs {
 		if s.next <= from {
 			continue
 		}
-		if err := l.replay(s, from, func(h *batch.Header) { l.mu.producers.Update(h, nowMs) }); err != nil {
+		var aborted []index.AbortedTxn
+		var ends []txnEnd
+		err := l.replayTxn(s, from, func(h *batch.Header, m *batch.Marker) {
+			if e, ok := applyBatch(l.mu.producers, h, m, nowMs); ok {
+				ends = append(ends, e)
+				if e.abort {
+					aborted = append(aborted, e.AbortedTxn)
+				}
+			}
+		})
+		if err != nil {
 			return err
 		}
-		if i == len(l.mu.segments)-1 {
+		if i == act {
+			s.txn = segTxns{}
+			for _, ab := range aborted {
+				s.txn.add(ab)
+			}
+			// Completed in the active segment: their markers may not be
+			// replicated yet (LastStableOffset).
+			l.setUnreplicatedLocked(ends)
 			break
+		}
+		if !s.txn.onDisk {
+			if err := writeAtomic(l.fs, l.dir, fileName(s.base, txnIndexSuffix), encodeTxnIndex(s.base, aborted), false); err != nil {
+				return err
+			}
+			s.txn = txnSummary(aborted)
+			l.mu.dirDirty = true
+			l.logger.Info("rebuilt aborted transaction index", "dir", l.dir, "file", fileName(s.base, txnIndexSuffix), "entries", len(aborted))
+		}
+		// Snapshots at or below limit newer than the loaded one were
+		// tried and found unusable; the ones above it only if missing.
+		if s.next > limit && have[s.next] {
+			continue
 		}
 		st := l.mu.producers.Clone()
 		st.RemoveBelow(l.mu.start)
@@ -568,29 +626,6 @@ func (l *Log) recoverProducers(snaps []int64, end int64) error {
 		l.logger.Info("rewrote producer snapshot", "dir", l.dir, "file", fileName(s.next, snapshotSuffix))
 	}
 	l.mu.producers.RemoveBelow(l.mu.start)
+	l.noteTxnsLocked()
 	return nil
-}
-
-// replay calls fn for every batch of s ending at or after from.
-func (l *Log) replay(s *segment, from int64, fn func(h *batch.Header)) error {
-	var f vfs.File
-	if s.w != nil {
-		f = s.w.f
-	} else {
-		var err error
-		if f, err = l.fs.Open(s.path); err != nil {
-			return err
-		}
-		defer f.Close()
-	}
-	pos := int64(segHeaderSize)
-	if e, ok := s.offIdx.Lookup(from); ok {
-		pos = int64(e.Position)
-	}
-	return walkHeaders(f, pos, s.size, func(h *batch.Header, _ int64) bool {
-		if h.LastOffset() >= from {
-			fn(h)
-		}
-		return true
-	})
 }

@@ -33,7 +33,10 @@ import (
 // first must start at or after EndOffset() (offsets may skip; a batch below
 // the end gives an error wrapping ErrOffsetOutOfRange). Nothing is appended
 // on error. Producer state is updated from every batch without checks (the
-// leader made them) and each batch's leader epoch is recorded at its base
+// leader made them), transaction markers close transactions and abort
+// markers add to the aborted-transaction index as on the leader (so a
+// follower's AbortedTxns and FirstUnstableOffset match the leader's), and
+// each batch's leader epoch is recorded at its base
 // offset, so that EndOffsetForEpoch answers as the leader's log does. Rolls,
 // indexes, flush policy, durability (WaitDurable), sticky I/O errors
 // (ErrStorage), ErrDiskFull and ErrClosed are as for Append.
@@ -64,7 +67,8 @@ func (l *Log) AppendReplica(b []byte) (AppendResult, error) {
 		}
 		pos += n
 	}
-	res, forceSync, err := l.appendReplicaLocked(b, hdrs, records)
+	markers, _ := parseMarkers(b, hdrs, false) // not strict: never fails
+	res, forceSync, err := l.appendReplicaLocked(b, hdrs, markers, records)
 	if err != nil {
 		return res, err
 	}
@@ -122,7 +126,7 @@ func (l *Log) dropReplicaCache() {
 	}
 }
 
-func (l *Log) appendReplicaLocked(b []byte, hdrs []batch.Header, records int64) (AppendResult, bool, error) {
+func (l *Log) appendReplicaLocked(b []byte, hdrs []batch.Header, markers []*batch.Marker, records int64) (AppendResult, bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -186,7 +190,7 @@ func (l *Log) appendReplicaLocked(b []byte, hdrs []batch.Header, records int64) 
 			l.mu.epochsDirty = true
 		}
 	}
-	force := l.appendedLocked(act, hdrs, len(b), records, now, cfg)
+	force := l.appendedLocked(act, hdrs, markers, len(b), records, now, cfg)
 	return AppendResult{BaseOffset: first, LastOffset: lastOffset, LogStartOffset: l.mu.start}, force, nil
 }
 
@@ -336,6 +340,30 @@ func (l *Log) truncateFiles(segs []*segment, offset, start int64, cfg Config) (i
 		return 0, fmt.Errorf("truncate %s to %d: no batch of segment [%d, %d) is cut", l.dir, offset, cut.base, cut.next)
 	}
 
+	// Producer state and the cut segment's aborted transactions as of the
+	// new end, from the files as they are: the replay reads no byte past
+	// the cut.
+	kept := append(slices.Clone(segs[:i]), ns)
+	names, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		return 0, fmt.Errorf("truncate %s: %w", l.dir, err) // nothing changed
+	}
+	var snaps []int64
+	for _, n := range names {
+		if off, ok := parseFileName(n, snapshotSuffix); ok {
+			snaps = append(snaps, off)
+		}
+	}
+	producers, cutEnds, err := l.producersAt(kept, snaps, newEnd, start)
+	if err != nil {
+		return 0, fmt.Errorf("truncate %s: rebuild producer state: %w", l.dir, err) // nothing changed
+	}
+	for _, e := range cutEnds {
+		if e.abort {
+			ns.txn.add(e.AbortedTxn)
+		}
+	}
+
 	// Before the commit point: changes that are right for the old log too.
 	if p := l.cleanPoint.Load(); p > newEnd {
 		if err := writeAtomic(l.fs, l.dir, cleanerCheckpoint, encodeCleanerCheckpoint(newEnd, nil), true); err != nil {
@@ -389,7 +417,6 @@ func (l *Log) truncateFiles(segs []*segment, offset, start int64, cfg Config) (i
 
 	// Swap the in-memory segments. Readers that captured a cut or removed
 	// segment find it replaced and look the offset up again.
-	kept := append(slices.Clone(segs[:i]), ns)
 	l.mu.Lock()
 	old := l.activeLocked()
 	oldW := old.w
@@ -399,6 +426,9 @@ func (l *Log) truncateFiles(segs []*segment, offset, start int64, cfg Config) (i
 	}
 	l.files.evict(l.fs, cut.path)
 	l.mu.segments = kept
+	l.mu.producers = producers
+	l.noteTxnsLocked()
+	l.setUnreplicatedLocked(cutEnds)
 	if l.mu.epochs.truncateFromEnd(newEnd) {
 		l.mu.epochsDirty = true
 	}
@@ -417,27 +447,20 @@ func (l *Log) truncateFiles(segs []*segment, offset, start int64, cfg Config) (i
 			return 0, l.fail(fmt.Errorf("truncate: delete segment %s: %w", doomed[k].path, err))
 		}
 	}
-	names, err := l.fs.ReadDir(l.dir)
-	if err != nil {
-		return 0, l.fail(fmt.Errorf("truncate: %w", err))
-	}
-	var snaps []int64
-	for _, n := range names {
-		off, ok := parseFileName(n, snapshotSuffix)
-		if !ok {
+	for _, off := range snaps {
+		if off <= newEnd {
 			continue
 		}
-		if off > newEnd {
-			if err := l.fs.Remove(filepath.Join(l.dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return 0, l.fail(fmt.Errorf("truncate: %w", err))
-			}
-			continue
+		if err := l.fs.Remove(filepath.Join(l.dir, fileName(off, snapshotSuffix))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return 0, l.fail(fmt.Errorf("truncate: %w", err))
 		}
-		snaps = append(snaps, off)
 	}
-	producers, err := l.producersAt(kept, snaps, newEnd, start)
-	if err != nil {
-		return 0, l.fail(fmt.Errorf("truncate: rebuild producer state: %w", err))
+	if sealed {
+		// The cut segment is the active one now: its entries are in
+		// memory, and a leftover file would be removed by Open anyway.
+		if err := l.fs.Remove(filepath.Join(l.dir, fileName(cut.base, txnIndexSuffix))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return 0, l.fail(fmt.Errorf("truncate: %w", err))
+		}
 	}
 	if err := writeAtomic(l.fs, l.dir, epochCheckpoint, epochs, false); err != nil {
 		return 0, l.fail(err)
@@ -446,7 +469,6 @@ func (l *Log) truncateFiles(segs []*segment, offset, start int64, cfg Config) (i
 		return 0, l.fail(fmt.Errorf("sync dir %s: %w", l.dir, err))
 	}
 	l.mu.Lock()
-	l.mu.producers = producers
 	l.mu.epochsDirty = false // written above; only appends change epochs, and they wait
 	l.mu.dirDirty = false
 	l.mu.Unlock()
@@ -472,20 +494,23 @@ func segmentIndex(segs []*segment, offset int64) int {
 }
 
 // producersAt rebuilds producer state as of end from the newest usable
-// snapshot at or below end (and at or above the first segment's base) and a
-// replay of the batches after it, as recovery does.
-func (l *Log) producersAt(segs []*segment, snaps []int64, end, start int64) (*producer.State, error) {
+// snapshot at or below the last segment's base (and at or above the first
+// segment's base) and a replay of the batches after it, as recovery does.
+// It also returns the transactions whose marker is in the last segment
+// (below end), in marker order.
+func (l *Log) producersAt(segs []*segment, snaps []int64, end, start int64) (*producer.State, []txnEnd, error) {
 	slices.Sort(snaps)
+	last := segs[len(segs)-1]
 	st, from := producer.NewState(), segs[0].base
 	for k := len(snaps) - 1; k >= 0; k-- {
 		off := snaps[k]
-		if off > end || off < segs[0].base {
+		if off > min(end, last.base) || off < segs[0].base {
 			continue
 		}
 		name := fileName(off, snapshotSuffix)
 		b, err := readFile(l.fs, filepath.Join(l.dir, name))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		s, next, err := producer.DecodeSnapshot(b)
 		if err != nil || next != off {
@@ -496,16 +521,22 @@ func (l *Log) producersAt(segs []*segment, snaps []int64, end, start int64) (*pr
 		break
 	}
 	nowMs := l.now().UnixMilli()
+	var ends []txnEnd
 	for _, s := range segs {
 		if s.next <= from {
 			continue
 		}
-		if err := l.replay(s, from, func(h *batch.Header) { st.Update(h, nowMs) }); err != nil {
-			return nil, err
+		err := l.replayTxn(s, from, func(h *batch.Header, m *batch.Marker) {
+			if e, ok := applyBatch(st, h, m, nowMs); ok && s == last {
+				ends = append(ends, e)
+			}
+		})
+		if err != nil {
+			return nil, nil, err
 		}
 	}
 	st.RemoveBelow(start)
-	return st, nil
+	return st, ends, nil
 }
 
 // restartAt replaces the segments, which hold no record at or above start,
@@ -561,6 +592,8 @@ func (l *Log) restartAt(start int64) error {
 	}
 	l.mu.segments = []*segment{seg}
 	l.mu.producers.RemoveBelow(start) // no batch is left; nothing ends at or after start
+	l.noteTxnsLocked()
+	l.setUnreplicatedLocked(nil)
 	if l.mu.epochs.truncateFromStart(start) {
 		l.mu.epochsDirty = true
 	}

@@ -123,6 +123,7 @@ func (l *Log) advanceStart(off int64) error {
 	l.mu.Lock()
 	l.mu.start = off
 	l.mu.producers.RemoveBelow(off)
+	l.noteTxnsLocked()
 	if l.mu.epochs.truncateFromStart(off) {
 		l.mu.epochsDirty = true
 	}

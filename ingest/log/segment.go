@@ -32,6 +32,7 @@ type segment struct {
 	gaps        bool        // the file header has segFlagCompacted: offsets may skip (known for the active segment)
 	replaced    bool        // deleted because the cleaner swapped in a segment with the same records (read again)
 	cut         atomic.Bool // TruncateTo is cutting or removing the file: a read that saw it set looks again
+	txn         segTxns     // aborted transactions whose marker is in the segment (aborted.go)
 }
 
 func newSegment(base int64, path string) *segment {

@@ -436,6 +436,8 @@ func (l *Log) ResetTo(logStart, next int64, snapshot []byte, epochs []EpochStart
 	}
 	l.mu.start = logStart
 	l.mu.producers = st
+	l.noteTxnsLocked()
+	l.setUnreplicatedLocked(nil)
 	l.mu.epochs.entries = ec.entries
 	l.mu.epochsDirty = false
 	l.mu.unsynced, l.mu.unsyncedAt = 0, time.Time{}

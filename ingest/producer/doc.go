@@ -8,6 +8,17 @@
 // are fenced with INVALID_PRODUCER_EPOCH. State can be snapshotted to bytes
 // (see AppendSnapshot) and restored at segment rolls and on recovery.
 //
+// For transactions (KIP-98) it keeps each producer's open transaction
+// (opened by its first transactional batch, closed by a marker) and orders
+// the open ones by first offset, so FirstUnstableOffset is amortized O(1)
+// however many idempotent producers there are. CheckMarker fences markers
+// of an older producer epoch (INVALID_PRODUCER_EPOCH) or an older
+// coordinator epoch (TRANSACTION_COORDINATOR_FENCED); UpdateMarker reports
+// the first offset of the transaction a marker closes, so the log can index
+// aborted transactions. CheckFrom with OriginCoordinator skips sequence
+// checks for batches a coordinator writes on a producer's behalf. Open
+// transactions are never removed by Expire or RemoveBelow.
+//
 // Allocator hands out producer ids that never repeat across restarts or
 // crashes, persisting the end of each block of ids before using it.
 //

@@ -7,6 +7,9 @@ const (
 	CodeOutOfOrderSequence   int16 = 45 // OUT_OF_ORDER_SEQUENCE_NUMBER
 	CodeInvalidProducerEpoch int16 = 47 // INVALID_PRODUCER_EPOCH
 	CodeInvalidRecord        int16 = 87 // INVALID_RECORD
+	// CodeTransactionCoordinatorFenced is TRANSACTION_COORDINATOR_FENCED,
+	// returned by CheckMarker.
+	CodeTransactionCoordinatorFenced int16 = 52
 )
 
 // Error is a refusal of a batch by State.Check. Code is the Kafka error code
@@ -22,6 +25,9 @@ var (
 	ErrOutOfOrderSequence   = &Error{CodeOutOfOrderSequence, "out of order sequence number"}
 	ErrInvalidProducerEpoch = &Error{CodeInvalidProducerEpoch, "invalid producer epoch"}
 	ErrInvalidRecord        = &Error{CodeInvalidRecord, "invalid record"}
+	// ErrTransactionCoordinatorFenced refuses a marker written by a
+	// coordinator older than the one that wrote the producer's last marker.
+	ErrTransactionCoordinatorFenced = &Error{CodeTransactionCoordinatorFenced, "transaction coordinator fenced"}
 )
 
 func (e *Error) Error() string { return e.msg }

@@ -153,5 +153,6 @@ func DecodeSnapshot(b []byte) (st *State, nextOffset int64, err error) {
 	if len(rest) != 0 {
 		return nil, 0, fmt.Errorf("%w: %d trailing bytes", ErrSnapshotCorrupt, len(rest))
 	}
+	st.txns.rebuild(st.producers)
 	return st, nextOffset, nil
 }

@@ -9,8 +9,10 @@ package wire
 // answers once written; acks=-1 answers once every partition's records are
 // durable (group commit), or REQUEST_TIMED_OUT after timeout.ms; acks=0
 // answers nothing and closes the connection if any partition failed, as
-// Kafka does, so the producer notices. Transactional produce is refused until
-// transactions exist; internal topics (__consumer_offsets, written only by
+// Kafka does, so the producer notices. Transactional batches need the
+// request's transactional id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+// otherwise); the producer's epoch fences zombies (INVALID_PRODUCER_EPOCH)
+// once the transaction coordinator bumped it. Internal topics (__consumer_offsets, written only by
 // the group coordinator) get INVALID_TOPIC_EXCEPTION. Versions below 3
 // carry message sets v0/v1, which Kafka 4 refuses too.
 
@@ -22,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/ingest/batch"
 	"github.com/strata-io/strata/ingest/broker"
 )
 
@@ -89,7 +92,9 @@ func handleProduce(s *Server, r *Request) Reply {
 // produceOne appends one partition's records and fills sp; it returns the
 // partition and the offset of the last appended record.
 func produceOne(s *Server, req *kmsg.ProduceRequest, topic string, rp kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition) (*broker.Partition, int64, error) {
-	if req.TransactionID != nil {
+	if req.TransactionID == nil && transactional(rp.Records) {
+		// Kafka's rule: transactional batches come with the producer's
+		// transactional id.
 		return nil, 0, kerr.TransactionalIDAuthorizationFailed
 	}
 	if broker.IsInternal(topic) { // only the group coordinator writes __consumer_offsets
@@ -112,4 +117,11 @@ func produceOne(s *Server, req *kmsg.ProduceRequest, topic string, rp kmsg.Produ
 	sp.LogAppendTime = res.LogAppendTime
 	sp.LogStartOffset = res.LogStartOffset
 	return p, res.LastOffset, nil
+}
+
+// transactional reports whether records' first batch is transactional
+// (Validate refuses requests that mix batches of several producers).
+func transactional(records []byte) bool {
+	h, err := batch.ParseHeader(records)
+	return err == nil && h.IsTransactional()
 }

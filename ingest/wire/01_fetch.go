@@ -2,7 +2,10 @@ package wire
 
 // Fetch (key 1), versions 4–12.
 //
-// Returns whole batches below the high watermark (the durable offset),
+// Returns whole batches below the high watermark (the durable offset), or
+// for read_committed (isolation level 1) below the last stable offset with
+// the aborted transactions of the returned range (from the local log's
+// index, or from the segment footers for history in the bucket),
 // starting with the batch that holds the fetch offset. The response is
 // bounded by max.bytes and each partition by its partition max bytes, except
 // that the first partition with data always returns at least one batch
@@ -159,7 +162,7 @@ func readCold(s *Server, ctx context.Context, req *kmsg.FetchRequest) map[[2]int
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				data, err := p.Read(ctx, fp.FetchOffset, int(fp.PartitionMaxBytes), true)
+				data, err := p.ReadIsolated(ctx, fp.FetchOffset, int(fp.PartitionMaxBytes), true, req.IsolationLevel == 1)
 				mu.Lock()
 				out[[2]int{ti, pi}] = coldRead{data, err}
 				mu.Unlock()
@@ -223,7 +226,7 @@ func fetchOne(s *Server, ctx context.Context, req *kmsg.FetchRequest, topic stri
 	case hasPre:
 		data, err = trimBatches(pre.data, limit, first), pre.err
 	default:
-		data, err = p.Read(ctx, fp.FetchOffset, limit, remote)
+		data, err = p.ReadIsolated(ctx, fp.FetchOffset, limit, remote, req.IsolationLevel == 1)
 	}
 	if err != nil {
 		return nil, err
@@ -233,7 +236,32 @@ func fetchOne(s *Server, ctx context.Context, req *kmsg.FetchRequest, topic stri
 		// client fetches this batch again, first, next time.
 		return nil, nil
 	}
+	if req.IsolationLevel == 1 && !follower && len(data) > 0 {
+		aborted, err := p.AbortedTxns(ctx, fp.FetchOffset, nextOffset(data))
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range aborted {
+			at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+			at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+			sp.AbortedTransactions = append(sp.AbortedTransactions, at)
+		}
+	}
 	return data, nil
+}
+
+// nextOffset is the offset after the last whole batch of data.
+func nextOffset(data []byte) int64 {
+	next := int64(-1)
+	for len(data) > 0 {
+		h, err := batch.ParseHeader(data)
+		if err != nil || h.Size() > len(data) {
+			break
+		}
+		next = h.LastOffset() + 1
+		data = data[h.Size():]
+	}
+	return next
 }
 
 // checkLeaderEpoch applies KIP-320's fencing of requests that carry a

@@ -3,7 +3,7 @@ package wire
 // ListOffsets (key 2), versions 1–9.
 //
 // Timestamp -1 answers the high watermark (the last stable offset for
-// read_committed, equal until transactions exist), -2 the log start offset,
+// read_committed), -2 the log start offset,
 // -3 (v7+) the offset and timestamp of the record with the largest
 // timestamp, and any other value the first offset whose timestamp is at or
 // after it, found through the time index (offset -1 when there is none),
@@ -37,7 +37,7 @@ func listOffsets(s *Server, r *Request) kmsg.Response {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, -1
-			if err := listOffset(s, r.Ctx, rt.Topic, rp, &sp); err != nil {
+			if err := listOffset(s, r.Ctx, rt.Topic, rp, &sp, req.IsolationLevel == 1); err != nil {
 				sp.ErrorCode = errCode(err)
 			}
 			st.Partitions = append(st.Partitions, sp)
@@ -47,7 +47,7 @@ func listOffsets(s *Server, r *Request) kmsg.Response {
 	return resp
 }
 
-func listOffset(s *Server, ctx context.Context, topic string, rp kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) error {
+func listOffset(s *Server, ctx context.Context, topic string, rp kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition, committed bool) error {
 	p, err := s.Broker.Partition(topic, rp.Partition)
 	if err != nil {
 		return err
@@ -59,6 +59,9 @@ func listOffset(s *Server, ctx context.Context, topic string, rp kmsg.ListOffset
 	switch rp.Timestamp {
 	case -1:
 		sp.Offset = p.HighWatermark()
+		if committed {
+			sp.Offset = p.LastStableOffset()
+		}
 	case -2:
 		sp.Offset = p.LogStartOffset()
 	case -4:

@@ -39,7 +39,7 @@ func handleOffsetCommit(s *Server, r *Request) Reply {
 			sp := kmsg.NewOffsetCommitResponseTopicPartition()
 			sp.Partition = rp.Partition
 			st.Partitions = append(st.Partitions, sp)
-			if _, err := s.Broker.Partition(rt.Topic, rp.Partition); err != nil {
+			if !partitionKnown(s, rt.Topic, rp.Partition) {
 				st.Partitions[pi].ErrorCode = kerr.UnknownTopicOrPartition.Code
 				continue
 			}

@@ -6,7 +6,9 @@ package wire
 // or partition gets offset -1, leader epoch -1, metadata "" and no error
 // (sarama and librdkafka depend on it). A null topic list (v2+) returns every
 // committed partition of the group. v8+ batch groups and answer each;
-// RequireStable (v7+) needs nothing while transactions do not exist.
+// With RequireStable (v7+), a partition whose offset a transaction has
+// committed but not yet ended (TxnOffsetCommit) gets UNSTABLE_OFFSET_COMMIT,
+// which clients retry; without it, the last committed offset.
 // Group-level errors (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS) are
 // the top-level code on v2–v7, the group's code on v8+, and every
 // partition's code on v1.
@@ -38,7 +40,7 @@ func handleOffsetFetch(s *Server, r *Request) Reply {
 			}
 			g := kmsg.NewOffsetFetchResponseGroup()
 			g.Group = rg.Group
-			fetched, err := fetchGroupOffsets(s, rg.Group, topics)
+			fetched, err := fetchGroupOffsets(s, rg.Group, topics, req.RequireStable)
 			g.ErrorCode = errCode(err)
 			for _, ft := range fetched {
 				gt := kmsg.NewOffsetFetchResponseGroupTopic()
@@ -61,7 +63,7 @@ func handleOffsetFetch(s *Server, r *Request) Reply {
 			topics = append(topics, offsetFetchTopic{t.Topic, t.Partitions})
 		}
 	}
-	fetched, err := fetchGroupOffsets(s, req.Group, topics)
+	fetched, err := fetchGroupOffsets(s, req.Group, topics, req.Version >= 7 && req.RequireStable)
 	code := errCode(err)
 	if req.Version >= 2 {
 		resp.ErrorCode = code
@@ -85,7 +87,7 @@ func handleOffsetFetch(s *Server, r *Request) Reply {
 
 // fetchGroupOffsets returns a group's committed offsets for topics (nil:
 // every committed partition), grouped by topic in request order.
-func fetchGroupOffsets(s *Server, groupID string, topics []offsetFetchTopic) ([]kmsg.OffsetFetchResponseTopic, error) {
+func fetchGroupOffsets(s *Server, groupID string, topics []offsetFetchTopic, stable bool) ([]kmsg.OffsetFetchResponseTopic, error) {
 	c, err := coordinatorFor(s, groupID)
 	if err != nil {
 		return nil, err
@@ -99,7 +101,11 @@ func fetchGroupOffsets(s *Server, groupID string, topics []offsetFetchTopic) ([]
 			}
 		}
 	}
-	fetched, err := c.FetchOffsets(groupID, tps)
+	fetch := c.FetchOffsets
+	if stable {
+		fetch = c.FetchStableOffsets
+	}
+	fetched, err := fetch(groupID, tps)
 	if err != nil {
 		return nil, err
 	}

@@ -2,12 +2,12 @@ package wire
 
 // FindCoordinator (key 10), versions 0–4.
 //
-// Group keys (key type 0) are answered with this broker when it is the
-// coordinator of the group's __consumer_offsets partition (on a single node
-// it leads all of them), else COORDINATOR_NOT_AVAILABLE, which clients
-// retry; v4 batches keys and answers each. Transaction keys (type 1) get TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-// until transactions exist (as InitProducerId); other key types get
-// INVALID_REQUEST.
+// Group keys (key type 0) are answered with the leader of the group's
+// __consumer_offsets partition, transactional ids (type 1) with the leader
+// of the id's __transaction_state partition (the topic is created on the
+// first such request); while there is none, COORDINATOR_NOT_AVAILABLE,
+// which clients retry. v4 batches keys and answers each. Other key types
+// get INVALID_REQUEST.
 
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -19,28 +19,18 @@ func init() { register(10, 0, 4, handleFindCoordinator) }
 func handleFindCoordinator(s *Server, r *Request) Reply {
 	req := r.Body.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
-	self := s.Broker.NodeID()
-	var host string
-	var port int32 = -1
-	for _, b := range s.Broker.Meta().Brokers() {
-		if b.ID == self {
-			host, port = b.Host, b.Port
-		}
-	}
 	answer := func(key string) kmsg.FindCoordinatorResponseCoordinator {
 		c := kmsg.NewFindCoordinatorResponseCoordinator()
 		c.Key = key
 		c.NodeID, c.Port = -1, -1
 		var err *kerr.Error
 		switch req.CoordinatorType {
-		case 0:
-			if !s.Broker.LeadsCoordinator(key) {
-				err = kerr.CoordinatorNotAvailable
+		case 0, 1:
+			if b, ok := s.Broker.CoordinatorLeader(req.CoordinatorType, key); ok {
+				c.NodeID, c.Host, c.Port = b.ID, b.Host, b.Port
 			} else {
-				c.NodeID, c.Host, c.Port = self, host, port
+				err = kerr.CoordinatorNotAvailable
 			}
-		case 1:
-			err = kerr.TransactionalIDAuthorizationFailed
 		default:
 			err = kerr.InvalidRequest
 		}

@@ -28,7 +28,7 @@ func handleOffsetDelete(s *Server, r *Request) Reply {
 		for pi, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetDeleteResponseTopicPartition()
 			sp.Partition = rp.Partition
-			if _, err := s.Broker.Partition(rt.Topic, rp.Partition); err != nil {
+			if !partitionKnown(s, rt.Topic, rp.Partition) {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			} else {
 				tps = append(tps, group.TopicPartition{Topic: rt.Topic, Partition: rp.Partition})

@@ -24,6 +24,13 @@ func coordinatorFor(s *Server, groupID string) (*group.Coordinator, error) {
 	return c, err
 }
 
+// partitionKnown reports whether the cluster has the topic partition,
+// whichever broker leads it (offsets may be committed for any).
+func partitionKnown(s *Server, topic string, p int32) bool {
+	t, ok := s.Broker.Meta().Topic(topic)
+	return ok && p >= 0 && int(p) < len(t.Partitions)
+}
+
 // await returns the value ch delivers, or ok=false when the request's
 // context ends first (the connection closed: nothing is written).
 func await[T any](ctx context.Context, ch <-chan T) (v T, ok bool) {

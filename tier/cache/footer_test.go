@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-io/strata/index"
 	"github.com/strata-io/strata/tier/segment"
 )
 
@@ -119,4 +120,47 @@ func TestFooterCacheCancelWhileWaitingForPool(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	pool.Release()
+}
+
+// TestFooterCacheCountsAbortedTxns: a footer's aborted-transaction entries
+// count in its size, and so in the cache's bound.
+func TestFooterCacheCountsAbortedTxns(t *testing.T) {
+	const n = 1000
+	aborted := make([]index.AbortedTxn, n)
+	for i := range aborted {
+		aborted[i] = index.AbortedTxn{ProducerID: int64(i), FirstOffset: int64(i), LastOffset: int64(i + 5)}
+	}
+	plain, txn := buildSegment(t, 200, 16<<10), buildSegmentAborted(t, 200, 16<<10, aborted)
+	rp, rt := plain.open(t), txn.open(t)
+	if len(rt.Footer().Aborted) != n || rp.Footer().Aborted != nil {
+		t.Fatalf("setup: %d and %d aborted entries", len(rp.Footer().Aborted), len(rt.Footer().Aborted))
+	}
+	if d := ReaderSize(rt) - ReaderSize(rp); d != n*24 {
+		t.Fatalf("%d aborted entries add %d bytes to the reader size, want %d", n, d, n*24)
+	}
+	// A cache too small for the footer with entries keeps only the other.
+	fc := NewFooterCache(ReaderSize(rp)+int64(len(plain.key))+n*12, nil)
+	ctx := context.Background()
+	for _, o := range []*segObject{plain, txn} {
+		if _, err := fc.Open(ctx, o.store, o.key, o.size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range []*segObject{plain, txn} {
+		eventually(t, "the open to finish", func() bool { return !fc.flights.has(o.key) })
+	}
+	if s := fc.Stats(); s.Opens != 2 || s.Entries != 1 || s.Bytes != ReaderSize(rp)+int64(len(plain.key)) || s.Evictions != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	// One large enough holds both, counted exactly.
+	fc = NewFooterCache(1<<20, nil)
+	for _, o := range []*segObject{plain, txn} {
+		if _, err := fc.Open(ctx, o.store, o.key, o.size); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the open to finish", func() bool { return !fc.flights.has(o.key) })
+	}
+	if s, want := fc.Stats(), ReaderSize(rp)+ReaderSize(rt)+int64(len(plain.key)+len(txn.key)); s.Entries != 2 || s.Bytes != want {
+		t.Fatalf("stats %+v, want %d bytes", s, want)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-io/strata/index"
 	"github.com/strata-io/strata/ingest/batch"
 	"github.com/strata-io/strata/tier/objstore"
 	"github.com/strata-io/strata/tier/objstore/mem"
@@ -154,6 +155,13 @@ type segObject struct {
 // with chunks of about chunkTarget raw bytes.
 func buildSegment(t testing.TB, nBatches, chunkTarget int) *segObject {
 	t.Helper()
+	return buildSegmentAborted(t, nBatches, chunkTarget, nil)
+}
+
+// buildSegmentAborted is buildSegment with aborted-transaction entries in
+// the footer.
+func buildSegmentAborted(t testing.TB, nBatches, chunkTarget int, aborted []index.AbortedTxn) *segObject {
+	t.Helper()
 	var src []byte
 	next := int64(0)
 	for i := range nBatches {
@@ -167,12 +175,15 @@ func buildSegment(t testing.TB, nBatches, chunkTarget int) *segObject {
 		next += int64(len(recs))
 	}
 	var obj bytes.Buffer
-	res, err := segment.Build(&obj, bytes.NewReader(src), segment.BuildOptions{ChunkTarget: chunkTarget})
+	res, err := segment.Build(&obj, bytes.NewReader(src), segment.BuildOptions{ChunkTarget: chunkTarget, Aborted: aborted})
 	if err != nil {
 		t.Fatalf("segment.Build: %v", err)
 	}
 	store := objstore.NewCounting(mem.New())
 	key := "topic-x/0/00000000000000000000-e1-a1.seg"
+	if aborted != nil {
+		key = "topic-x/0/00000000000000000000-e1-a2.seg"
+	}
 	if err := store.Put(context.Background(), key, bytes.NewReader(obj.Bytes()), res.Size); err != nil {
 		t.Fatal(err)
 	}

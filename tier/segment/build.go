@@ -2,12 +2,14 @@ package segment
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -58,6 +60,15 @@ type BuildOptions struct {
 	// segment's range; entries are clamped to it). Nil: derived from the
 	// batches' partitionLeaderEpoch fields.
 	Epochs []index.EpochEntry
+	// Aborted are the partition's aborted transactions (any superset of
+	// those overlapping the segment, ordered or not): Build clips each to
+	// the segment's offsets [base, next-1], drops those outside it and
+	// writes the rest, ordered by first offset, to the footer's
+	// aborted-transaction section. A transaction that spans segments thus
+	// has a piece in each; readers merge them (tier.Partition.AbortedTxns).
+	// LastOffset is the offset of the transaction's abort marker. Nil:
+	// none.
+	Aborted []index.AbortedTxn
 	// ProducerSnapshot is producer.(*State).AppendSnapshot taken at the
 	// segment's next offset; Build checks that it decodes and is taken at
 	// that offset. Nil: none.
@@ -340,6 +351,7 @@ func (b *builder) finish() error {
 	if b.opts.Epochs != nil {
 		s.Epochs = clampEpochs(b.opts.Epochs, s.BaseOffset, s.NextOffset)
 	}
+	b.f.Aborted = clipAborted(b.opts.Aborted, s.BaseOffset, s.NextOffset)
 	if len(b.opts.ProducerSnapshot) > 0 {
 		_, next, err := producer.DecodeSnapshot(b.opts.ProducerSnapshot)
 		if err != nil {
@@ -371,6 +383,25 @@ func clampEpochs(all []index.EpochEntry, base, next int64) []index.EpochEntry {
 		}
 		out = append(out, e)
 	}
+	return out
+}
+
+// clipAborted returns the aborted transactions of all that overlap [base,
+// next), each clipped to [base, next-1], ordered by first offset (then
+// producer id). Entries with first > last are dropped: they describe no
+// transaction.
+func clipAborted(all []index.AbortedTxn, base, next int64) []index.AbortedTxn {
+	var out []index.AbortedTxn
+	for _, a := range all {
+		if a.FirstOffset > a.LastOffset || a.LastOffset < base || a.FirstOffset >= next {
+			continue
+		}
+		a.FirstOffset, a.LastOffset = max(a.FirstOffset, base), min(a.LastOffset, next-1)
+		out = append(out, a)
+	}
+	slices.SortStableFunc(out, func(x, y index.AbortedTxn) int {
+		return cmp.Or(cmp.Compare(x.FirstOffset, y.FirstOffset), cmp.Compare(x.ProducerID, y.ProducerID))
+	})
 	return out
 }
 

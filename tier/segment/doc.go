@@ -11,6 +11,12 @@
 // reads from an object through a caller-supplied ranged fetch: one fetch for
 // the tail (trailer and footer, usually), then one fetch per chunk.
 //
+// The aborted-transaction section holds the caller's aborted transactions
+// clipped to the segment's offsets (BuildOptions.Aborted), so a transaction
+// spanning segments has one piece in each. The section is part of format
+// 1.0 (written empty before transactions existed): filling it needs no
+// version change, and readers of objects without entries find it empty.
+//
 // The package does no object-store I/O of its own and knows nothing about
 // keys, manifests or Kafka requests: callers hand it an io.Writer or a fetch
 // function.

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -499,5 +500,52 @@ func TestLargeChunksProbe(t *testing.T) {
 			}
 		}
 		checkAllOffsets(t, g, r)
+	}
+}
+
+// TestAbortedClipped: the caller's aborted transactions are clipped to the
+// segment, those outside it dropped, the rest written ordered by first
+// offset and read back; a segment without any has an empty section.
+func TestAbortedClipped(t *testing.T) {
+	g := newGen(8, 100)
+	for range 10 {
+		g.add(compressible, 5)
+	}
+	// The segment holds [100, 150).
+	in := []index.AbortedTxn{
+		{ProducerID: 7, FirstOffset: 140, LastOffset: 160}, // runs past the end
+		{ProducerID: 1, FirstOffset: 10, LastOffset: 99},   // ends below the base
+		{ProducerID: 2, FirstOffset: 50, LastOffset: 100},  // ends at the base
+		{ProducerID: 3, FirstOffset: 110, LastOffset: 120}, // inside
+		{ProducerID: 4, FirstOffset: 150, LastOffset: 170}, // starts at the next offset
+		{ProducerID: 5, FirstOffset: 90, LastOffset: 400},  // covers the segment
+		{ProducerID: 6, FirstOffset: 130, LastOffset: 125}, // nonsense: dropped
+		{ProducerID: 8, FirstOffset: 149, LastOffset: 149}, // the last offset
+	}
+	o, res := buildObject(t, g.src, BuildOptions{Aborted: in})
+	want := []index.AbortedTxn{
+		{ProducerID: 2, FirstOffset: 100, LastOffset: 100},
+		{ProducerID: 5, FirstOffset: 100, LastOffset: 149},
+		{ProducerID: 3, FirstOffset: 110, LastOffset: 120},
+		{ProducerID: 7, FirstOffset: 140, LastOffset: 149},
+		{ProducerID: 8, FirstOffset: 149, LastOffset: 149},
+	}
+	if got := res.Footer.Aborted; !slices.Equal(got, want) {
+		t.Fatalf("built footer aborted\n got %v\nwant %v", got, want)
+	}
+	r := openObject(t, o)
+	if got := r.Footer().Aborted; !slices.Equal(got, want) {
+		t.Fatalf("read back aborted\n got %v\nwant %v", got, want)
+	}
+	if in[0].LastOffset != 160 {
+		t.Fatal("Build modified the caller's entries")
+	}
+	checkAllOffsets(t, g, r) // the data is untouched
+
+	for _, none := range [][]index.AbortedTxn{nil, {{ProducerID: 1, FirstOffset: 0, LastOffset: 99}}} {
+		o, _ = buildObject(t, g.src, BuildOptions{Aborted: none})
+		if got := openObject(t, o).Footer().Aborted; got != nil {
+			t.Fatalf("aborted %v, want none", got)
+		}
 	}
 }
