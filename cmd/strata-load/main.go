@@ -21,7 +21,10 @@
 // 10,000 groups after a restart; and replication (-cluster): three
 // brokers on one metadata quorum, produce throughput and latency with
 // replication.factor 1 and 3 (acks=all), the failover time when a
-// partition's leader is SIGKILLed, and a restarted follower's catch-up.
+// partition's leader is SIGKILLed, and a restarted follower's catch-up;
+// and transactions (-txn): produce throughput of transactions of 1, 100 and
+// 10,000 records against non-transactional produce, the EndTransaction
+// latency, and read_committed against read_uncommitted consumption.
 //
 // Every phase is bounded in time; the broker it started is stopped and the
 // temporary directories are removed before it exits.
@@ -103,6 +106,16 @@ type config struct {
 	// clusterRejoinTimeout bounds the wait for a restarted broker to rejoin
 	// the ISR after a failover (0: 1 minute); no flag, tests shorten it.
 	clusterRejoinTimeout time.Duration
+
+	txn         bool
+	txnSizes    []int
+	txnDuration time.Duration
+	txnConsume  bool
+	// txnAbortSize is the transaction size of the run that aborts every
+	// second transaction (0: no such run).
+	txnAbortSize int
+	// txnBrokerFlags are extra flags of the txn phase's broker.
+	txnBrokerFlags string
 }
 
 func main() {
@@ -126,7 +139,7 @@ func main() {
 func parseFlags(args []string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("strata-load", flag.ContinueOnError)
-	fs.BoolVar(&cfg.all, "all", false, "run every phase: broker load, kfake reference, disk limit, idle partitions, tiered storage, compaction, remote compaction, consumer groups, replication")
+	fs.BoolVar(&cfg.all, "all", false, "run every phase: broker load, kfake reference, disk limit, idle partitions, tiered storage, compaction, remote compaction, consumer groups, replication, transactions")
 	fs.BoolVar(&cfg.load, "load", true, "run the produce/consume phases (false: only disk and idle phases)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of each produce phase")
 	fs.Int64Var(&cfg.records, "records", 0, "stop each produce phase after this many records (0: only -duration bounds it)")
@@ -195,6 +208,27 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.clusterFailovers, "cluster-failovers", 5, "leader SIGKILLs per failover run (0: skip the failover runs)")
 	fs.DurationVar(&cfg.clusterFastSession, "cluster-fast-session", 2*time.Second, "--broker-session-timeout of a second failover run (heartbeat a quarter of it; 0: skip that run)")
 	fs.IntVar(&cfg.clusterCatchupMB, "cluster-catchup-mb", 256, "MB (10^6 bytes) of record values produced while a follower is down (0: skip the catch-up measurement)")
+	fs.BoolVar(&cfg.txn, "txn", false, "measure transactions: produce throughput per transaction size against non-transactional produce, EndTxn latency, read_committed consume (implied by -all)")
+	cfg.txnSizes = []int{1, 100, 10000}
+	fs.Func("txn-sizes", "comma-separated records per transaction of the txn phase's runs (default \"1,100,10000\")", func(v string) error {
+		sizes, err := positiveInts(v)
+		if err != nil {
+			return err
+		}
+		seen := map[int]bool{}
+		for _, n := range sizes {
+			if seen[n] {
+				return fmt.Errorf("size %d given twice in %q", n, v)
+			}
+			seen[n] = true
+		}
+		cfg.txnSizes = sizes
+		return nil
+	})
+	fs.DurationVar(&cfg.txnDuration, "txn-duration", 3*time.Second, "length of each produce run of the txn phase (the non-transactional one and one per transaction size)")
+	fs.IntVar(&cfg.txnAbortSize, "txn-abort-size", 100, "records per transaction of a txn run that aborts every second transaction (0: skip it)")
+	fs.StringVar(&cfg.txnBrokerFlags, "txn-broker-flags", "", "extra flags for the txn phase's broker, space-separated (e.g. \"--admin-addr 127.0.0.1:6060\" for pprof)")
+	fs.BoolVar(&cfg.txnConsume, "txn-consume", true, "consume the txn phase's topics back with read_uncommitted and read_committed")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -214,6 +248,7 @@ func parseFlags(args []string) (config, error) {
 	cfg.compactRemote = cfg.compactRemote || cfg.all
 	cfg.groups = cfg.groups || cfg.all
 	cfg.cluster = cfg.cluster || cfg.all
+	cfg.txn = cfg.txn || cfg.all
 	if cfg.timeout == 0 {
 		cfg.timeout = 10*time.Minute + 12*cfg.duration
 		if cfg.tier {
@@ -231,6 +266,9 @@ func parseFlags(args []string) (config, error) {
 		if cfg.cluster {
 			cfg.timeout += 10*time.Minute + 4*cfg.duration + time.Duration(cfg.clusterFailovers)*3*time.Minute +
 				time.Duration(cfg.clusterCatchupMB)*time.Second
+		}
+		if cfg.txn {
+			cfg.timeout += 5*time.Minute + time.Duration(len(cfg.txnSizes)+2)*(4*cfg.txnDuration+phaseGrace)
 		}
 	}
 	switch {
@@ -272,6 +310,10 @@ func parseFlags(args []string) (config, error) {
 		return cfg, errors.New("-groups-load and -groups-heartbeat must not be negative")
 	case cfg.clusterPartitions <= 0:
 		return cfg, errors.New("-cluster-partitions must be positive")
+	case cfg.txnDuration <= 0:
+		return cfg, errors.New("-txn-duration must be positive")
+	case cfg.txnAbortSize < 0:
+		return cfg, errors.New("-txn-abort-size must not be negative")
 	case cfg.clusterFailovers < 0 || cfg.clusterFastSession < 0 || cfg.clusterCatchupMB < 0:
 		return cfg, errors.New("-cluster-failovers, -cluster-fast-session and -cluster-catchup-mb must not be negative")
 	}
@@ -289,6 +331,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	if cfg.cluster && cfg.strataBin == "" {
 		return cfg, errors.New("-cluster needs the broker binary: set STRATA_BIN or -strata")
+	}
+	if cfg.txn && cfg.strataBin == "" {
+		return cfg, errors.New("-txn needs the broker binary: set STRATA_BIN or -strata")
 	}
 	if cfg.idlePartitions > 0 && cfg.strataBin == "" {
 		return cfg, errors.New("-idle-partitions needs the broker binary: set STRATA_BIN or -strata")
@@ -362,6 +407,11 @@ func run(ctx context.Context, cfg config) error {
 		c := runCluster(ctx, cfg, base)
 		rep.cluster = &c
 	}
+	if cfg.txn && ctx.Err() == nil {
+		logf("strata: transactions phase (sizes %v, %v per run)", cfg.txnSizes, cfg.txnDuration)
+		t := runTxn(ctx, cfg, base)
+		rep.txn = &t
+	}
 
 	md := rep.markdown()
 	fmt.Print(md)
@@ -374,6 +424,19 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("stopped early: %w", context.Cause(ctx))
 	}
 	return rep.err()
+}
+
+// positiveInts parses a comma-separated list of positive integers.
+func positiveInts(v string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("want positive integers, got %q", v)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // appendFile appends s to the file at path, creating it if needed.

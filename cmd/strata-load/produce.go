@@ -53,6 +53,11 @@ type produceSpec struct {
 	duration   time.Duration
 	maxRecords int64   // 0: bounded by duration only
 	rate       float64 // records per second; 0 produces as fast as possible
+	// hooks are added to the client (none: no hooks).
+	hooks []kgo.Hook
+	// started, if set, is called after the warm-up record, just before the
+	// clock starts.
+	started func()
 }
 
 // produceStats is the outcome of a produce phase.
@@ -143,6 +148,9 @@ func producerOpts(seeds []string, spec produceSpec) []kgo.Opt {
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.RecordDeliveryTimeout(deliveryTimeout),
 	}
+	if len(spec.hooks) > 0 {
+		opts = append(opts, kgo.WithHooks(spec.hooks...))
+	}
 	return append(opts, spec.acks.opts()...)
 }
 
@@ -165,6 +173,9 @@ func produce(ctx context.Context, seeds []string, spec produceSpec) (produceStat
 		return produceStats{}, fmt.Errorf("warm-up record to %s: %w", spec.topic, err)
 	}
 
+	if spec.started != nil {
+		spec.started()
+	}
 	c := &collector{}
 	start := time.Now()
 	if spec.rate > 0 {

@@ -21,6 +21,7 @@ type report struct {
 	compactRemote *remoteResult
 	groups        *groupsResult
 	cluster       *clusterResult
+	txn           *txnResult
 }
 
 // err joins every phase failure.
@@ -62,6 +63,9 @@ func (r *report) err() error {
 	if r.cluster != nil {
 		errs = append(errs, r.cluster.errs()...)
 	}
+	if r.txn != nil {
+		errs = append(errs, r.txn.errs()...)
+	}
 	return errors.Join(errs...)
 }
 
@@ -87,6 +91,7 @@ func (r *report) markdown() string {
 	r.writeCompactRemote(&b)
 	r.writeGroups(&b)
 	r.writeCluster(&b)
+	r.writeTxn(&b)
 	if err := r.err(); err != nil {
 		b.WriteString("\n### Failures\n\n")
 		for _, e := range strings.Split(err.Error(), "\n") {

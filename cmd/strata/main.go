@@ -19,6 +19,7 @@ func main() {
 	root.AddCommand(tierCmd())
 	root.AddCommand(retentionCmd())
 	root.AddCommand(groupsCmd())
+	root.AddCommand(txnCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "strata:", err)
 		os.Exit(1)

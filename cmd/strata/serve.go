@@ -51,6 +51,8 @@ type serveOptions struct {
 	mergeTargetBytes  int64
 
 	offsetsPartitions int32
+	txnPartitions     int32
+	txnMaxTimeout     time.Duration
 	offsetsRetention  time.Duration
 
 	controllerListen  string
@@ -111,6 +113,8 @@ environment, which wins over the file.`,
 	f.IntVar(&o.cleanerMapEntries, "log-cleaner-dedupe-keys", 0, "distinct keys one cleaning pass dedupes (0: 1 Mi, about 60 MiB); a pass stops at the segment where the map fills")
 	f.Int64Var(&o.mergeTargetBytes, "tier-merge-target-bytes", tier.DefaultMergeTargetBytes, "adjacent remote objects smaller than half this are merged into objects of up to this size (-1: no merging)")
 	f.Int32Var(&o.offsetsPartitions, "offsets-topic-partitions", broker.DefaultOffsetsTopicPartitions, "offsets.topic.num.partitions: partitions of __consumer_offsets when it is created (an existing topic keeps its count)")
+	f.Int32Var(&o.txnPartitions, "transaction-topic-partitions", broker.DefaultTxnTopicPartitions, "transaction.state.log.num.partitions: partitions of __transaction_state when it is created (an existing topic keeps its count)")
+	f.DurationVar(&o.txnMaxTimeout, "transaction-max-timeout", 15*time.Minute, "transaction.max.timeout.ms: the longest transaction timeout a producer may ask for")
 	f.DurationVar(&o.offsetsRetention, "offsets-retention", 7*24*time.Hour, "offsets.retention.minutes: committed offsets of a group without members are dropped this long after its last commit")
 	f.StringVar(&o.controllerListen, "controller-listen", "", "address of this broker's metadata quorum port (raft and requests to the controller), e.g. 127.0.0.1:9093; empty runs a one-broker cluster")
 	f.StringVar(&o.controllerVoters, "controller-voters", "", "controller.quorum.voters: the quorum's voters as id@host:port,... (1, 3 or 5; a broker not listed joins as a non-voter); empty: this broker alone")
@@ -222,6 +226,12 @@ func runServe(o serveOptions) error {
 		return err
 	}
 	slog.SetDefault(logger)
+	if o.txnPartitions < 1 || o.txnPartitions > 1000 {
+		return fmt.Errorf("--transaction-topic-partitions must be between 1 and 1000, got %d", o.txnPartitions)
+	}
+	if o.txnMaxTimeout < time.Second {
+		return fmt.Errorf("--transaction-max-timeout must be at least 1s, got %v", o.txnMaxTimeout)
+	}
 	if o.offsetsPartitions < 1 || o.offsetsPartitions > 1000 {
 		return fmt.Errorf("--offsets-topic-partitions must be between 1 and 1000, got %d", o.offsetsPartitions)
 	}
@@ -302,6 +312,8 @@ func runServe(o serveOptions) error {
 		CleanerMapEntries:       o.cleanerMapEntries,
 		MergeTargetBytes:        o.mergeTargetBytes,
 		OffsetsTopicPartitions:  o.offsetsPartitions,
+		TxnTopicPartitions:      o.txnPartitions,
+		TxnMaxTimeout:           o.txnMaxTimeout,
 		Rack:                    o.rack,
 		ControllerListen:        o.controllerListen,
 		ControllerVoters:        voters,

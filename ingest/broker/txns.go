@@ -286,12 +286,31 @@ func (b *Broker) CoordinatorLeader(keyType int8, key string) (cluster.Broker, bo
 		return cluster.Broker{}, false
 	}
 	leader := t.Partitions[idx].Leader
+	if leader == b.cfg.NodeID && !b.leadsCoordinatorAt(keyType, idx) {
+		// Elected but resigned (or not yet elected): none for now.
+		return cluster.Broker{}, false
+	}
 	for _, br := range b.meta.Brokers() {
 		if br.ID == leader {
 			return br, true
 		}
 	}
 	return cluster.Broker{}, false
+}
+
+// leadsCoordinatorAt reports whether this broker runs (loaded or loading)
+// the coordinator of partition idx of the group (0) or transaction (1)
+// topic.
+func (b *Broker) leadsCoordinatorAt(keyType int8, idx int32) bool {
+	switch keyType {
+	case 0:
+		gs := b.groups
+		return gs != nil && int(idx) < len(gs.leading) && gs.leading[idx].Load()
+	case 1:
+		ts := b.txns.state.Load()
+		return ts != nil && int(idx) < len(ts.leading) && ts.leading[idx].Load()
+	}
+	return false
 }
 
 // txnAppender appends a coordinator's records to its __transaction_state

@@ -4,9 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"unicode/utf16"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/ingest/coordkey"
 )
 
 // Key and value versions written to __consumer_offsets. They are the
@@ -219,17 +220,7 @@ func GroupTombstone(group string) Record {
 // String.hashCode over UTF-16 code units and Utils.abs mapping MinInt32 to
 // 0, so clients and tools that compute it agree.
 func PartitionFor(group string, partitions int32) int32 {
-	var h int32
-	for _, c := range utf16.Encode([]rune(group)) {
-		h = 31*h + int32(c)
-	}
-	switch {
-	case h == -1<<31:
-		h = 0
-	case h < 0:
-		h = -h
-	}
-	return h % partitions
+	return coordkey.PartitionFor(group, partitions)
 }
 
 // Encode is the record d decodes from, in d's own versions.

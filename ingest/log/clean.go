@@ -62,8 +62,8 @@ import (
 var ErrCleanMapFull = errors.New("cleaner offset map too small for one segment")
 
 // ErrCleanRaced is returned by Clean when a segment of the range was
-// deleted (retention, DeleteLocalBefore, ResetTo) while the pass ran;
-// nothing changed, and the caller plans again.
+// deleted or cut (retention, DeleteLocalBefore, ResetTo, TruncateTo) while
+// the pass ran; nothing changed, and the caller plans again.
 var ErrCleanRaced = errors.New("segments changed during the cleaner pass")
 
 const (
@@ -175,10 +175,11 @@ type cleanGroup struct {
 // the top of clean.go) and returns what it did. Passes are serialized. It
 // changes nothing and returns an error when the range is not sealed and
 // durable segments (an error naming the problem), when the map cannot hold
-// one segment (ErrCleanMapFull), when retention removed a segment of the
-// range meanwhile (ErrCleanRaced), on cancellation (the context's error;
-// ErrClosed if the log is closing) and on read or write errors before the
-// commit point (not sticky). An I/O error after the commit point is sticky
+// one segment (ErrCleanMapFull), when retention, DeleteLocalBefore or
+// TruncateTo removed or cut a segment of the range meanwhile, even while
+// the pass read its files (ErrCleanRaced), on cancellation (the context's
+// error; ErrClosed if the log is closing) and on read or write errors
+// before the commit point (not sticky). An I/O error after the commit point is sticky
 // (ErrStorage); the next Open finishes the swap.
 func (l *Log) Clean(opts CleanOptions) (CleanResult, error) {
 	began := l.now()
@@ -427,11 +428,11 @@ func (p *cleanPass) lastBatches(segs []*segment) (map[int64]int64, error) {
 		})
 		_ = f.Close() // read-only
 		p.res.BytesRead += n
-		if err == nil {
-			err = p.bucket.Take(p.ctx, n)
-		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", s.path, err)
+			return nil, p.raced(s, fmt.Errorf("read %s: %w", s.path, err))
+		}
+		if err := p.bucket.Take(p.ctx, n); err != nil {
+			return nil, err
 		}
 	}
 	return last, nil
@@ -441,16 +442,25 @@ func (p *cleanPass) lastBatches(segs []*segment) (map[int64]int64, error) {
 // the segment.
 func (p *cleanPass) open(s *segment) (vfs.File, error) {
 	f, err := p.l.fs.Open(s.path)
-	if err == nil {
-		return f, nil
+	if err != nil {
+		return nil, p.raced(s, fmt.Errorf("open %s: %w", s.path, err))
 	}
+	return f, nil
+}
+
+// raced returns err, a failed read of source segment s, as ErrCleanRaced if
+// s left the log meanwhile: the pass holds neither adminMu nor Log.mu, so
+// retention, DeleteLocalBefore (a tiered log drops uploaded segments at
+// once) and TruncateTo may remove its files or cut it while it reads.
+// Nothing changed then, and the caller plans again.
+func (p *cleanPass) raced(s *segment, err error) error {
 	p.l.mu.Lock()
 	deleted := s.deleted
 	p.l.mu.Unlock()
 	if deleted {
-		return nil, fmt.Errorf("%w: segment %s was deleted", ErrCleanRaced, s.path)
+		return fmt.Errorf("%w: segment %s was removed: %w", ErrCleanRaced, s.path, err)
 	}
-	return nil, fmt.Errorf("open %s: %w", s.path, err)
+	return err
 }
 
 // scan calls fn with every batch of s, read in chunks through the rate
@@ -466,7 +476,7 @@ func (p *cleanPass) scan(s *segment, fn func(b []byte, h *batch.Header) error) e
 	for {
 		b, h, err := sc.next(p)
 		if err != nil {
-			return fmt.Errorf("read %s: %w", s.path, err)
+			return p.raced(s, fmt.Errorf("read %s: %w", s.path, err))
 		}
 		if b == nil {
 			return nil
@@ -571,14 +581,42 @@ func (p *cleanPass) writeGroup(g *cleanGroup, m *keymap.Map, lastOfProducer map[
 	// transactions are its sources', in order.
 	var aborted []index.AbortedTxn
 	for _, s := range g.src {
-		entries, err := l.segmentTxns(s, s.base)
+		entries, err := p.sourceTxns(s)
 		if err != nil {
-			return fmt.Errorf("aborted transactions of %s: %w", s.path, err)
+			return err
 		}
 		aborted = appendOverlapping(aborted, entries, s.base, math.MaxInt64, s.base, s.next)
 	}
 	g.seg.txn = txnSummary(aborted)
 	return p.writeSynced(filepath.Join(l.dir, fileName(g.base, txnIndexSuffix)+cleanedSuffix), encodeTxnIndex(g.base, aborted))
+}
+
+// sourceTxns returns the aborted transactions of source segment s, in
+// marker order. A segment without any reads no file; one whose entries are
+// still in memory (its seal is not done) gives those; else its .txnindex
+// is read through the cache. A segment removed during the pass, whose
+// .txnindex may be gone with it, is ErrCleanRaced (see raced).
+func (p *cleanPass) sourceTxns(s *segment) ([]index.AbortedTxn, error) {
+	l := p.l
+	l.mu.Lock()
+	deleted, t := s.deleted, s.txn
+	if !t.onDisk {
+		t.entries = slices.Clone(t.entries)
+	}
+	l.mu.Unlock()
+	switch {
+	case deleted:
+		return nil, fmt.Errorf("%w: segment %s was removed", ErrCleanRaced, s.path)
+	case t.n == 0:
+		return nil, nil
+	case !t.onDisk:
+		return t.entries, nil
+	}
+	entries, err := l.segmentTxns(s, s.base)
+	if err != nil {
+		return nil, p.raced(s, fmt.Errorf("aborted transactions of %s: %w", s.path, err))
+	}
+	return entries, nil
 }
 
 func (p *cleanPass) writeGroupData(f vfs.File, g *cleanGroup, final string, m *keymap.Map, lastOfProducer map[int64]int64, horizon int64) error {

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"unicode/utf16"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/ingest/coordkey"
 )
 
 // Key and value versions written to __transaction_state: the versions Kafka
@@ -224,18 +225,5 @@ func metadataOf(v *kmsg.TxnMetadataValue) Metadata {
 // Java's String.hashCode over UTF-16 code units and Utils.abs mapping
 // MinInt32 to 0. partitions must be positive (0 is returned otherwise).
 func PartitionFor(txnID string, partitions int32) int32 {
-	if partitions <= 0 {
-		return 0
-	}
-	var h int32
-	for _, c := range utf16.Encode([]rune(txnID)) {
-		h = 31*h + int32(c)
-	}
-	switch {
-	case h == -1<<31:
-		h = 0
-	case h < 0:
-		h = -h
-	}
-	return h % partitions
+	return coordkey.PartitionFor(txnID, partitions)
 }
