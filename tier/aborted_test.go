@@ -234,7 +234,7 @@ func newTxnEnv(t *testing.T, seed uint64, fromLog bool) *txnEnv {
 		t.Fatal(err)
 	}
 	if !fromLog {
-		e.p.abortedTxns = e.g.model
+		e.p.abortedTxns = func(from, upTo int64) ([]index.AbortedTxn, error) { return e.g.model(from, upTo), nil }
 	}
 	return e
 }
@@ -514,7 +514,11 @@ func TestUploadWritesAbortedTxns(t *testing.T) {
 func TestUploadAbortedTxnsFromLocalLog(t *testing.T) {
 	e := newTxnEnv(t, 2, true)
 	e.g.rounds(t, 4, 80, 40)
-	if got, want := e.l.AbortedTxns(0, e.g.next), e.g.model(0, e.g.next); !slices.Equal(got, want) {
+	got, err := e.l.AbortedTxns(0, e.g.next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := e.g.model(0, e.g.next); !slices.Equal(got, want) {
 		t.Fatalf("local log AbortedTxns(0, %d)\n got %v\nwant %v", e.g.next, got, want)
 	}
 	e.upload(t)

@@ -28,7 +28,7 @@ type Partition struct {
 	logger *slog.Logger
 	// abortedTxns is log.AbortedTxns: the aborted transactions uploads
 	// write into segment footers (tests substitute a model).
-	abortedTxns func(from, upTo int64) []index.AbortedTxn
+	abortedTxns func(from, upTo int64) ([]index.AbortedTxn, error)
 
 	workMu sync.Mutex // one upload, retention or GC pass, or one publish, at a time
 	// rewriteMu serializes compaction and merge passes; they hold workMu
@@ -248,6 +248,12 @@ func (p *Partition) uploadSegment(ctx context.Context, s plog.SegmentInfo, from 
 	if err != nil {
 		return fmt.Errorf("tier: producer snapshot at %d of %s/%d: %w", s.Next, p.topic, p.part, err)
 	}
+	// An unreadable local index fails the upload (retried next pass): a
+	// footer missing an aborted transaction would be wrong for good.
+	aborted, err := p.abortedTxns(from, s.Next)
+	if err != nil {
+		return fmt.Errorf("tier: aborted transactions of %s/%d [%d, %d): %w", p.topic, p.part, from, s.Next, err)
+	}
 	var epochs []index.EpochEntry
 	for _, e := range p.log.EpochsIn(from, s.Next) {
 		epochs = append(epochs, index.EpochEntry{Epoch: e.Epoch, StartOffset: e.StartOffset})
@@ -264,7 +270,7 @@ func (p *Partition) uploadSegment(ctx context.Context, s plog.SegmentInfo, from 
 	res, err := segment.Build(w, src, segment.BuildOptions{
 		TopicID: p.topic, Partition: p.part,
 		ChunkTarget: p.m.cfg.ChunkTarget, IndexInterval: p.m.cfg.IndexInterval,
-		Epochs: epochs, Aborted: p.abortedTxns(from, s.Next), ProducerSnapshot: snap, UploaderEpoch: p.epoch, Now: p.m.cfg.Now(),
+		Epochs: epochs, Aborted: aborted, ProducerSnapshot: snap, UploaderEpoch: p.epoch, Now: p.m.cfg.Now(),
 	})
 	if err == nil {
 		err = w.Flush()

@@ -287,14 +287,24 @@ func (p *Partition) ReadIsolated(ctx context.Context, offset int64, maxBytes int
 // rest from the local log: one list per fetch, never both, so a
 // transaction crossing the remote end is not listed twice.
 func (p *Partition) AbortedTxns(ctx context.Context, from, upTo int64) ([]index.AbortedTxn, error) {
-	if tp := p.tiered(); tp != nil && from < p.log.LocalStartOffset() {
+	tp := p.tiered()
+	if tp != nil && from < p.log.LocalStartOffset() {
 		a, err := tp.AbortedTxns(ctx, from, upTo)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrRemoteStorage, err)
 		}
 		return a, nil
 	}
-	return p.log.AbortedTxns(from, upTo), nil
+	a, err := p.log.AbortedTxns(from, upTo)
+	if err != nil {
+		return nil, err
+	}
+	if tp != nil && from < p.log.LocalStartOffset() {
+		// Local deletion removed the segments meanwhile (their entries
+		// with them): the bucket has them now.
+		return p.AbortedTxns(ctx, from, upTo)
+	}
+	return a, nil
 }
 
 // ErrRemoteStorage wraps failures of the object store on the read path; the

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"sync"
@@ -30,6 +31,7 @@ import (
 	"github.com/strata-io/strata/ingest/batch"
 	"github.com/strata-io/strata/ingest/cluster"
 	"github.com/strata-io/strata/ingest/group"
+	plog "github.com/strata-io/strata/ingest/log"
 	"github.com/strata-io/strata/ingest/txn"
 )
 
@@ -109,7 +111,14 @@ func (b *Broker) ensureTxnTopic() {
 		if n <= 0 {
 			n = DefaultTxnTopicPartitions
 		}
-		rf := b.waitOffsetsReplicas()
+		// As Kafka: never with fewer replicas than wanted (the state of
+		// every transaction lives here); until the brokers are there,
+		// clients get COORDINATOR_NOT_AVAILABLE and retry.
+		rf := min(3, max(1, len(b.cfg.ControllerVoters)))
+		if n := len(b.meta.Brokers()); n < rf {
+			b.log.Warn("not creating the transaction state topic yet: too few brokers", "topic", TxnStateTopic, "brokers", n, "replicas", rf)
+			return
+		}
 		_, err := b.meta.CreateTopic(cluster.Topic{
 			Name: TxnStateTopic, Internal: true, Partitions: make([]cluster.Partition, n),
 			Configs: map[string]string{"cleanup.policy": "compact", "segment.bytes": "104857600", "min.insync.replicas": strconv.Itoa(min(2, rf))},
@@ -132,16 +141,37 @@ func (b *Broker) initTxns(n int) *txnState {
 	ts := &txnState{coords: make([]*txn.Coordinator, n), leading: make([]atomic.Bool, n), epochs: make([]int32, n)}
 	for i := range ts.coords {
 		ts.coords[i] = txn.New(txn.Config{
-			Appender:         &txnAppender{b: b, idx: int32(i)},
-			Markers:          b,
-			ProducerIDs:      b.NextProducerID,
-			OffsetsPartition: b.offsetsPartitionOf,
-			MaxTimeout:       b.cfg.TxnMaxTimeout,
-			Logger:           b.log.With("component", "txn-coordinator", "partition", i),
+			Appender:    &txnAppender{b: b, idx: int32(i)},
+			Markers:     b,
+			ProducerIDs: b.txnProducerID,
+			// A partition answering UNKNOWN_TOPIC_OR_PARTITION while its
+			// topic exists here (metadata still moving on its leader) is
+			// retried for as long as it takes; only a topic gone from this
+			// broker's metadata is dropped (ErrPartitionDeleted).
+			UnknownPartitionRetries: math.MaxInt32,
+			OffsetsPartition:        b.offsetsPartitionOf,
+			MaxTimeout:              b.cfg.TxnMaxTimeout,
+			Logger:                  b.log.With("component", "txn-coordinator", "partition", i),
 		})
 	}
 	b.txns.state.Store(ts)
 	return ts
+}
+
+// txnProducerID is the coordinators' producer id source: it runs under a
+// coordinator's lock, so it never waits for a block of ids to be reserved
+// (a durable write or a metadata quorum round trip, whose apply runs the
+// metadata watchers that take the same lock); the client retries the
+// COORDINATOR_LOAD_IN_PROGRESS meanwhile.
+func (b *Broker) txnProducerID() (int64, error) {
+	id, ok, err := b.pids.TryNext()
+	switch {
+	case err != nil:
+		return 0, err
+	case !ok:
+		return 0, kerr.CoordinatorLoadInProgress
+	}
+	return id, nil
 }
 
 // offsetsPartitionOf is the __consumer_offsets partition of a group.
@@ -405,17 +435,17 @@ func (b *Broker) writeMarkersHere(ctx context.Context, m txn.Markers, parts []tx
 func (b *Broker) WriteTxnMarker(ctx context.Context, topic string, idx int32, pid int64, epoch int16, m batch.Marker) error {
 	p, err := b.Partition(topic, idx)
 	if err != nil {
-		return err
+		return markerErr(err)
 	}
 	if err := p.CheckMinISR(); err != nil {
-		return err
+		return markerErr(err)
 	}
 	off, err := p.WriteMarker(pid, epoch, m)
 	if err != nil {
-		return err
+		return markerErr(err)
 	}
 	if err := p.WaitDurable(ctx, off); err != nil {
-		return err
+		return markerErr(err)
 	}
 	if topic == OffsetsTopic {
 		c, err := b.coordinatorAt(idx)
@@ -430,6 +460,45 @@ func (b *Broker) WriteTxnMarker(ctx context.Context, topic string, idx int32, pi
 		}
 	}
 	return nil
+}
+
+// markerErr gives a marker write's failure the Kafka error it carries (a
+// producer-state refusal: INVALID_PRODUCER_EPOCH,
+// TRANSACTION_COORDINATOR_FENCED) or the one a remote leader would answer,
+// so that the coordinator treats partitions led here and elsewhere alike.
+func markerErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return err
+	}
+	var coded interface{ Code() int16 }
+	if errors.As(err, &coded) {
+		if k := kerr.ErrorForCode(coded.Code()); k != nil {
+			return fmt.Errorf("%w: %v", k, err)
+		}
+	}
+	var k *kerr.Error
+	switch {
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrUnknownTopicOrPartition), errors.Is(err, plog.ErrClosed):
+		// Led elsewhere now, or not open here yet (or closing).
+		k = kerr.NotLeaderForPartition
+	case errors.Is(err, ErrLeaderNotAvailable):
+		k = kerr.LeaderNotAvailable
+	case errors.Is(err, ErrNotEnoughReplicasAfterAppend):
+		k = kerr.NotEnoughReplicasAfterAppend
+	case errors.Is(err, ErrNotEnoughReplicas):
+		k = kerr.NotEnoughReplicas
+	case errors.Is(err, plog.ErrStorage), errors.Is(err, plog.ErrDiskFull):
+		k = kerr.KafkaStorageError
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		k = kerr.RequestTimedOut
+	default:
+		return err
+	}
+	return fmt.Errorf("%w: %v", k, err)
 }
 
 // sendMarkers sends m's marker for parts to their leader as one

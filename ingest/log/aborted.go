@@ -110,13 +110,18 @@ func (c *txnCache) put(s *segment, entries []index.AbortedTxn) {
 //
 // It holds Log.mu only to pick the segments that can match (from an
 // in-memory count and smallest first offset per segment), then reads their
-// .txnindex files through a small cache. An entry of a segment whose file
-// cannot be read (an I/O error, logged) is missing from the answer; a
-// segment deleted meanwhile is skipped, one the cleaner replaced is looked
-// up again.
-func (l *Log) AbortedTxns(from, upTo int64) []index.AbortedTxn {
+// .txnindex files through a small cache. A segment deleted meanwhile
+// (retention, local deletion) is skipped: callers that need the entries of
+// offsets that left the local log ask the tier; one the cleaner replaced is
+// looked up again. A file that cannot be read is an error (wrapping
+// ErrStorage), never a shorter answer: a read_committed reader told too few
+// aborted transactions would deliver aborted records.
+func (l *Log) AbortedTxns(from, upTo int64) ([]index.AbortedTxn, error) {
 	for {
-		out, again := l.abortedTxns(from, upTo)
+		out, again, err := l.abortedTxns(from, upTo)
+		if err != nil {
+			return nil, err
+		}
 		if !again {
 			slices.SortStableFunc(out, func(a, b index.AbortedTxn) int {
 				switch {
@@ -127,7 +132,7 @@ func (l *Log) AbortedTxns(from, upTo int64) []index.AbortedTxn {
 				}
 				return 0
 			})
-			return out
+			return out, nil
 		}
 	}
 }
@@ -138,11 +143,11 @@ type txnView struct {
 	base, next int64
 }
 
-func (l *Log) abortedTxns(from, upTo int64) (out []index.AbortedTxn, again bool) {
+func (l *Log) abortedTxns(from, upTo int64) (out []index.AbortedTxn, again bool, err error) {
 	l.mu.Lock()
 	if l.mu.closed {
 		l.mu.Unlock()
-		return nil, false
+		return nil, false, nil
 	}
 	segs := l.mu.segments
 	var disk []txnView
@@ -165,17 +170,17 @@ func (l *Log) abortedTxns(from, upTo int64) (out []index.AbortedTxn, again bool)
 			deleted, replaced := v.seg.deleted, v.seg.replaced
 			l.mu.Unlock()
 			if replaced {
-				return nil, true
+				return nil, true, nil
 			}
 			if !deleted {
-				l.logger.Error("cannot read aborted transaction index; its entries are missing from a fetch",
-					"dir", l.dir, "segment", v.base, "err", err)
+				l.logger.Error("cannot read aborted transaction index", "dir", l.dir, "segment", v.base, "err", err)
+				return nil, false, fmt.Errorf("%w: aborted transactions of segment %d: %w", ErrStorage, v.base, err)
 			}
 			continue
 		}
 		out = appendOverlapping(out, entries, from, upTo, v.base, v.next)
 	}
-	return out, false
+	return out, false, nil
 }
 
 // appendOverlapping appends the entries overlapping [from, upTo) whose

@@ -179,7 +179,7 @@ func BenchmarkTxnQueries(b *testing.B) {
 	})
 	b.Run("AbortedTxns/tail", func(b *testing.B) {
 		for b.Loop() {
-			if len(l.AbortedTxns(end-500, end)) == 0 {
+			if len(l.abortedT(end-500, end)) == 0 {
 				b.Fatal("none")
 			}
 		}
@@ -188,7 +188,7 @@ func BenchmarkTxnQueries(b *testing.B) {
 		rng := rand.New(rand.NewPCG(1, 1))
 		for b.Loop() {
 			from := 1000 + rng.Int64N(end-2000)
-			if len(l.AbortedTxns(from, from+500)) == 0 {
+			if len(l.abortedT(from, from+500)) == 0 {
 				b.Fatal("none")
 			}
 		}

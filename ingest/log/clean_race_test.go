@@ -61,7 +61,7 @@ func TestCleanRacedByDeleteLocalBefore(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitDurable(t, l, l.EndOffset()-1)
-		return l.AbortedTxns(0, math.MaxInt64)
+		return l.abortedT(0, math.MaxInt64)
 	}
 	for _, tc := range []struct {
 		name     string
@@ -135,7 +135,7 @@ func TestCleanRacedByDeleteLocalBefore(t *testing.T) {
 			}
 			check := func(what string, l *Log) {
 				t.Helper()
-				if got := l.AbortedTxns(0, math.MaxInt64); !slices.Equal(got, want) {
+				if got := l.abortedT(0, math.MaxInt64); !slices.Equal(got, want) {
 					t.Fatalf("%s: AbortedTxns = %+v, want %+v", what, got, want)
 				}
 				segs := l.Segments()

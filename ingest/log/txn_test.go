@@ -108,7 +108,7 @@ func checkTxns(t testing.TB, what string, l *Log, rng *rand.Rand) []index.Aborte
 		ranges = append(ranges, [2]int64{min(a, b), max(a, b)})
 	}
 	for _, r := range ranges {
-		got := l.AbortedTxns(r[0], r[1])
+		got := l.abortedT(r[0], r[1])
 		if want := overlapping(all, r[0], r[1]); !slices.Equal(got, want) {
 			t.Fatalf("%s: AbortedTxns(%d, %d) = %+v, want %+v", what, r[0], r[1], got, want)
 		}
@@ -206,7 +206,7 @@ func TestTxnCommitAbortSequence(t *testing.T) {
 		{5, 5, []index.AbortedTxn{a}}, // FirstOffset < 5 <= LastOffset
 		{7, 7, nil},
 	} {
-		if got := l.AbortedTxns(tt.from, tt.upTo); !slices.Equal(got, tt.want) {
+		if got := l.abortedT(tt.from, tt.upTo); !slices.Equal(got, tt.want) {
 			t.Errorf("AbortedTxns(%d, %d) = %+v, want %+v", tt.from, tt.upTo, got, tt.want)
 		}
 	}
@@ -348,7 +348,7 @@ func TestTxnMarkerChecks(t *testing.T) {
 	mustAppend(t, l, epochData(3, 2))
 	mustAppend(t, l, mk(4, 6, false))
 	want := []index.AbortedTxn{{ProducerID: 1, FirstOffset: 2, LastOffset: 3}, {ProducerID: 1, FirstOffset: 4, LastOffset: 5}}
-	if got := l.AbortedTxns(0, 100); !slices.Equal(got, want) {
+	if got := l.abortedT(0, 100); !slices.Equal(got, want) {
 		t.Fatalf("AbortedTxns = %+v, want %+v", got, want)
 	}
 	if p, _ := l.mu.producers.Producer(1); p.CoordinatorEpoch != 6 || p.Epoch != 4 {
@@ -386,7 +386,7 @@ func TestTxnCoordinatorAppend(t *testing.T) {
 	if _, err := l.Append(batch.AppendMarker(nil, batch.MarkerOptions{ProducerID: 5, ProducerEpoch: 2}), AppendInfo{LeaderEpoch: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if got := l.AbortedTxns(0, 10); !slices.Equal(got, []index.AbortedTxn{{ProducerID: 5, FirstOffset: 0, LastOffset: 3}}) {
+	if got := l.abortedT(0, 10); !slices.Equal(got, []index.AbortedTxn{{ProducerID: 5, FirstOffset: 0, LastOffset: 3}}) {
 		t.Fatalf("AbortedTxns = %+v", got)
 	}
 	if _, ok := l.FirstUnstableOffset(); ok {
@@ -417,7 +417,7 @@ func TestTxnCrashRecoversOpenTransaction(t *testing.T) {
 		}
 		res := mustAppend(t, r, marker(3, false, 0))
 		want := []index.AbortedTxn{{ProducerID: 3, FirstOffset: first.BaseOffset, LastOffset: res.BaseOffset}}
-		if got := r.AbortedTxns(0, math.MaxInt64); !slices.Equal(got, want) {
+		if got := r.abortedT(0, math.MaxInt64); !slices.Equal(got, want) {
 			t.Fatalf("roll %v: AbortedTxns = %+v, want %+v", roll, got, want)
 		}
 		if _, ok := r.FirstUnstableOffset(); ok {
@@ -494,7 +494,7 @@ func TestTxnTruncateTo(t *testing.T) {
 	if f, ok := l.FirstUnstableOffset(); !ok || f != first.BaseOffset {
 		t.Fatalf("FirstUnstableOffset after cutting the marker = %d, %v", f, ok)
 	}
-	if got := l.AbortedTxns(0, 100); got != nil {
+	if got := l.abortedT(0, 100); got != nil {
 		t.Fatalf("AbortedTxns after cutting the marker = %+v", got)
 	}
 	w := newTxnWriter(4)
@@ -557,7 +557,7 @@ func TestTxnFollower(t *testing.T) {
 	follower.Close()
 	r := mustOpen(t, fsys, "/follower", Config{SegmentBytes: 1500, IndexIntervalBytes: 200}, Options{})
 	defer r.Close()
-	if got, want := checkTxns(t, "reopened follower", r, rng), leader.AbortedTxns(0, math.MaxInt64); !slices.Equal(got, want) {
+	if got, want := checkTxns(t, "reopened follower", r, rng), leader.abortedT(0, math.MaxInt64); !slices.Equal(got, want) {
 		t.Fatalf("reopened follower differs")
 	}
 }
@@ -590,7 +590,7 @@ func TestTxnRetention(t *testing.T) {
 			kept = append(kept, e)
 		}
 	}
-	if got := l.AbortedTxns(0, math.MaxInt64); !slices.Equal(got, kept) {
+	if got := l.abortedT(0, math.MaxInt64); !slices.Equal(got, kept) {
 		t.Fatalf("after retention: %+v, want %+v", got, kept)
 	}
 	if f, ok := l.FirstUnstableOffset(); !ok || f != start || first.BaseOffset >= start {
@@ -599,7 +599,7 @@ func TestTxnRetention(t *testing.T) {
 	if _, ok := l.mu.producers.Producer(7); !ok {
 		t.Fatal("producer with an open transaction removed with the log start")
 	}
-	got := l.AbortedTxns(0, math.MaxInt64)
+	got := l.abortedT(0, math.MaxInt64)
 	if !slices.Contains(got, index.AbortedTxn{ProducerID: 8, FirstOffset: span.BaseOffset, LastOffset: spanEnd.BaseOffset}) {
 		t.Fatalf("spanning entry lost: %+v", got)
 	}
@@ -609,17 +609,17 @@ func TestTxnRetention(t *testing.T) {
 		}
 	}
 	abort := mustAppend(t, l, marker(7, false, 0))
-	if got := l.AbortedTxns(abort.BaseOffset, abort.BaseOffset+1); !slices.Contains(got, index.AbortedTxn{ProducerID: 7, FirstOffset: first.BaseOffset, LastOffset: abort.BaseOffset}) {
+	if got := l.abortedT(abort.BaseOffset, abort.BaseOffset+1); !slices.Contains(got, index.AbortedTxn{ProducerID: 7, FirstOffset: first.BaseOffset, LastOffset: abort.BaseOffset}) {
 		t.Fatalf("abort of the transaction below the start not indexed: %+v", got)
 	}
 	l.ExpireProducers()
-	want := l.AbortedTxns(0, math.MaxInt64)
+	want := l.abortedT(0, math.MaxInt64)
 	wantFUO, wantOK := l.FirstUnstableOffset()
 	waitDurable(t, l, l.EndOffset()-1)
 	l.Close()
 	r := mustOpen(t, fsys, "/d", txnCfg, Options{})
 	defer r.Close()
-	if got := r.AbortedTxns(0, math.MaxInt64); !slices.Equal(got, want) {
+	if got := r.abortedT(0, math.MaxInt64); !slices.Equal(got, want) {
 		t.Fatalf("reopened: %+v, want %+v", got, want)
 	}
 	if f, ok := r.FirstUnstableOffset(); f != wantFUO || ok != wantOK {
@@ -707,7 +707,7 @@ func TestTxnResetTo(t *testing.T) {
 	}
 	res := mustAppend(t, l, marker(3, false, 0))
 	want := []index.AbortedTxn{{ProducerID: 3, FirstOffset: 40, LastOffset: res.BaseOffset}}
-	if got := l.AbortedTxns(0, 1000); !slices.Equal(got, want) {
+	if got := l.abortedT(0, 1000); !slices.Equal(got, want) {
 		t.Fatalf("AbortedTxns = %+v, want %+v", got, want)
 	}
 }
@@ -752,7 +752,7 @@ func TestTxnCleanCrashAtEveryStep(t *testing.T) {
 	}
 	opts := func(l *Log) CleanOptions { return CleanOptions{From: 0, To: activeBase(l), SegmentBytes: 4096} }
 	fsys, l := build()
-	want := l.AbortedTxns(0, math.MaxInt64)
+	want := l.abortedT(0, math.MaxInt64)
 	wantFUO, wantOK := l.FirstUnstableOffset()
 	done := crashAfter(fsys, 1<<30)
 	if _, err := l.Clean(opts(l)); err != nil {
@@ -774,7 +774,7 @@ func TestTxnCleanCrashAtEveryStep(t *testing.T) {
 		l.Close()
 		for name, fs := range map[string]*vfs.CrashFS{"kill": killed, "power loss": lost} {
 			r := mustOpen(t, fs, cleanDir, txnCfg, Options{})
-			if got := r.AbortedTxns(0, math.MaxInt64); !slices.Equal(got, want) {
+			if got := r.abortedT(0, math.MaxInt64); !slices.Equal(got, want) {
 				t.Fatalf("step %d, %s: AbortedTxns = %+v, want %+v", k, name, got, want)
 			}
 			if f, ok := r.FirstUnstableOffset(); f != wantFUO || ok != wantOK {
@@ -794,7 +794,7 @@ func TestTxnDeleteLocalBefore(t *testing.T) {
 	defer l.Close()
 	newTxnWriter(23).append(t, l, 200)
 	waitDurable(t, l, l.EndOffset()-1)
-	all := l.AbortedTxns(0, math.MaxInt64)
+	all := l.abortedT(0, math.MaxInt64)
 	fuo, ok := l.FirstUnstableOffset()
 	segs := l.Segments()
 	cut := segs[len(segs)/2].Base
@@ -807,7 +807,7 @@ func TestTxnDeleteLocalBefore(t *testing.T) {
 			want = append(want, e)
 		}
 	}
-	if got := l.AbortedTxns(0, math.MaxInt64); !slices.Equal(got, want) {
+	if got := l.abortedT(0, math.MaxInt64); !slices.Equal(got, want) {
 		t.Fatalf("AbortedTxns = %+v, want %+v", got, want)
 	}
 	if f, fok := l.FirstUnstableOffset(); f != fuo || fok != ok {
@@ -861,4 +861,43 @@ func TestTxnLastStableOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	lso(l, 8, 7)
+}
+
+// abortedT is AbortedTxns for tests, which expect no read error.
+func (l *Log) abortedT(from, upTo int64) []index.AbortedTxn {
+	out, err := l.AbortedTxns(from, upTo)
+	if err != nil {
+		panic(fmt.Sprintf("AbortedTxns(%d, %d): %v", from, upTo, err))
+	}
+	return out
+}
+
+// TestTxnUnreadableIndexIsAnError: a sealed segment's .txnindex that cannot
+// be read makes AbortedTxns fail (ErrStorage), never answer without that
+// segment's aborted transactions (a read_committed reader would deliver
+// them, and an upload would write the short list into a footer for good).
+func TestTxnUnreadableIndexIsAnError(t *testing.T) {
+	fsys := vfs.NewCrashFS()
+	l := mustOpen(t, fsys, "/d", txnCfg, Options{})
+	defer l.Close()
+	mustAppend(t, l, txnData(1, 0, 3))
+	res := mustAppend(t, l, marker(1, false, 0))
+	if _, err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	waitDurable(t, l, res.LastOffset)
+	mustAppend(t, l, txnData(2, 0, 1)) // the roll's seal is done once this is durable
+	waitDurable(t, l, res.LastOffset+1)
+	want := []index.AbortedTxn{{ProducerID: 1, FirstOffset: 0, LastOffset: res.LastOffset}}
+	if got := l.abortedT(0, 100); !slices.Equal(got, want) {
+		t.Fatalf("AbortedTxns = %+v, want %+v", got, want)
+	}
+	if err := fsys.Remove(filepath.Join("/d", fileName(0, txnIndexSuffix))); err != nil {
+		t.Fatal(err)
+	}
+	l.txns = txnCache{} // forget what was read: the next call reads the file
+	got, err := l.AbortedTxns(0, 100)
+	if !errors.Is(err, ErrStorage) || got != nil {
+		t.Fatalf("AbortedTxns with the index file gone: %+v, %v (want ErrStorage)", got, err)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 )
 
 // Allocator file format, version 1. All integers are big-endian.
@@ -50,6 +51,8 @@ type Allocator struct {
 	// reserve, when set, reserves blocks elsewhere (the metadata quorum)
 	// instead of in the file at path.
 	reserve func(n int64) (first int64, err error)
+	// filling is set while TryNext's background reservation runs.
+	filling atomic.Bool
 
 	mu struct {
 		sync.Mutex
@@ -128,27 +131,72 @@ func (a *Allocator) Next() (int64, error) {
 	if a.mu.err != nil {
 		return 0, a.mu.err
 	}
+	if err := a.fillLocked(); err != nil {
+		return 0, err
+	}
+	id := a.mu.next
+	a.mu.next++
+	return id, nil
+}
+
+// fillLocked reserves the next block when the current one is used up.
+func (a *Allocator) fillLocked() error {
 	if a.mu.next >= a.mu.end && a.reserve != nil {
 		first, err := a.reserve(a.blockSize)
 		if err != nil {
-			return 0, fmt.Errorf("reserve producer ids: %w", err)
+			return fmt.Errorf("reserve producer ids: %w", err)
 		}
 		a.mu.next, a.mu.end = first, first+a.blockSize
 	}
 	if a.mu.next >= a.mu.end {
 		if a.mu.end > math.MaxInt64-a.blockSize {
-			return 0, fmt.Errorf("producer id allocator %s: %w", a.path, ErrProducerIDsUsedUp)
+			return fmt.Errorf("producer id allocator %s: %w", a.path, ErrProducerIDsUsedUp)
 		}
 		end := a.mu.end + a.blockSize
 		if err := a.persist(end); err != nil {
 			a.mu.err = fmt.Errorf("producer id allocator %s: reserve ids up to %d: %w", a.path, end, err)
-			return 0, a.mu.err
+			return a.mu.err
 		}
 		a.mu.end = end
 	}
-	id := a.mu.next
-	a.mu.next++
-	return id, nil
+	return nil
+}
+
+// TryNext is Next without waiting: when the current block is used up (or
+// another caller is reserving one), it reports ok false and makes sure a
+// block is being reserved in the background, so that a caller holding a
+// lock (the transaction coordinator) can answer a retriable error instead
+// of blocking on a durable write or a metadata quorum round trip.
+func (a *Allocator) TryNext() (id int64, ok bool, err error) {
+	if !a.mu.TryLock() {
+		return 0, false, nil
+	}
+	switch {
+	case a.mu.closed:
+		a.mu.Unlock()
+		return 0, false, ErrAllocatorClosed
+	case a.mu.err != nil:
+		err = a.mu.err
+		a.mu.Unlock()
+		return 0, false, err
+	case a.mu.next < a.mu.end:
+		id = a.mu.next
+		a.mu.next++
+		a.mu.Unlock()
+		return id, true, nil
+	}
+	a.mu.Unlock()
+	if a.filling.CompareAndSwap(false, true) {
+		go func() {
+			defer a.filling.Store(false)
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if !a.mu.closed && a.mu.err == nil {
+				_ = a.fillLocked() // a failure is seen by the next call
+			}
+		}()
+	}
+	return 0, false, nil
 }
 
 // Close stops the allocator; later Next calls fail. Unused ids of the current

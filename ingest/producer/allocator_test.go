@@ -9,7 +9,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func openAlloc(t *testing.T, path string, block int64) *Allocator {
@@ -308,5 +310,57 @@ func TestQuorumAllocator(t *testing.T) {
 	}
 	if _, err := NewQuorumAllocator(0, nil); err == nil {
 		t.Fatal("block size 0 accepted")
+	}
+}
+
+// TestTryNextDoesNotWait: TryNext never waits for a reservation; a used-up
+// block is refilled in the background and ids keep never repeating.
+func TestTryNextDoesNotWait(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int32
+	next := int64(0)
+	a, err := NewQuorumAllocator(2, func(n int64) (int64, error) {
+		calls.Add(1)
+		<-release
+		first := next
+		next += n
+		return first, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first block is being reserved (and blocks): TryNext answers
+	// at once, twice, starting one reservation only.
+	for range 2 {
+		if _, ok, err := a.TryNext(); ok || err != nil {
+			t.Fatalf("TryNext with no block: ok %v err %v", ok, err)
+		}
+	}
+	close(release)
+	seen := map[int64]bool{}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(seen) < 7 {
+		if time.Now().After(deadline) {
+			t.Fatalf("TryNext handed out %d ids in 10 s", len(seen))
+		}
+		id, ok, err := a.TryNext()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if seen[id] {
+			t.Fatalf("id %d handed out twice", id)
+		}
+		seen[id] = true
+	}
+	if n := calls.Load(); n < 4 {
+		t.Fatalf("%d reservations for 7 ids in blocks of 2", n)
+	}
+	a.Close()
+	if _, _, err := a.TryNext(); !errors.Is(err, ErrAllocatorClosed) {
+		t.Fatalf("TryNext after Close: %v", err)
 	}
 }

@@ -21,6 +21,9 @@ import (
 
 func init() { register(27, 0, 1, handleWriteTxnMarkers) }
 
+// maxMarkerWrites bounds the markers of one request written at once.
+const maxMarkerWrites = 32
+
 func handleWriteTxnMarkers(s *Server, r *Request) Reply {
 	req := r.Body.(*kmsg.WriteTxnMarkersRequest)
 	resp := req.ResponseKind().(*kmsg.WriteTxnMarkersResponse)
@@ -41,13 +44,15 @@ func handleWriteTxnMarkers(s *Server, r *Request) Reply {
 	}
 	return Reply{Wait: func() kmsg.Response {
 		var wg sync.WaitGroup
+		sem := make(chan struct{}, maxMarkerWrites)
 		for mi, m := range req.Markers {
 			mk := batch.Marker{Commit: m.Committed, CoordinatorEpoch: m.CoordinatorEpoch}
 			for ti, t := range m.Topics {
 				for pi, p := range t.Partitions {
 					wg.Add(1)
+					sem <- struct{}{}
 					go func() {
-						defer wg.Done()
+						defer func() { <-sem; wg.Done() }()
 						err := s.Broker.WriteTxnMarker(r.Ctx, t.Topic, p, m.ProducerID, m.ProducerEpoch, mk)
 						if err != nil {
 							s.Logger.Warn("transaction marker not written", "topic", t.Topic, "partition", p,

@@ -6,7 +6,8 @@ package wire
 // (names as Kafka's: Empty, Ongoing, PrepareCommit, PrepareAbort,
 // CompleteCommit, CompleteAbort, Dead, PrepareEpochFence; unknown names are
 // echoed in UnknownStateFilters) and by producer id. Clients ask every
-// broker and merge. v1's duration filter (KIP-994) is not served.
+// broker and merge. While a coordinator here is loading, the answer is
+// COORDINATOR_LOAD_IN_PROGRESS. v1's duration filter (KIP-994) is not served.
 
 import (
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -31,6 +32,14 @@ func handleListTransactions(s *Server, r *Request) Reply {
 		return Reply{Resp: resp}
 	}
 	for _, c := range s.Broker.TxnCoordinators() {
+		if err := c.Err(); err != nil {
+			// A coordinator still loading would list nothing: say so
+			// (COORDINATOR_LOAD_IN_PROGRESS, retried) rather than
+			// answer a partial list.
+			resp.ErrorCode = errCode(err)
+			resp.TransactionStates = nil
+			return Reply{Resp: resp}
+		}
 		for _, l := range c.List(states, req.ProducerIDFilters) {
 			st := kmsg.NewListTransactionsResponseTransactionState()
 			st.TransactionalID, st.ProducerID, st.TransactionState = l.TransactionalID, l.ProducerID, l.State.String()
