@@ -57,10 +57,16 @@ func (t timing) quickGrace() time.Duration {
 
 // prevControllerGrace is how long a new controller waits for the previous
 // one, which, if alive, heartbeats as soon as it learns of the election
-// (within milliseconds when it is connected): half an interval.
+// (within milliseconds when it is connected and scheduled): half an
+// interval, but at least minPrevControllerGrace, so that a live previous
+// controller on a busy host (learning of the election, dialing and
+// sending take a few scheduler rounds) is not fenced.
 func (t timing) prevControllerGrace() time.Duration {
-	return min(t.session, t.heartbeat/2)
+	return min(t.session, max(t.heartbeat/2, minPrevControllerGrace))
 }
+
+// minPrevControllerGrace is the floor of prevControllerGrace.
+const minPrevControllerGrace = 500 * time.Millisecond
 
 // newControllerGrace is how long a new controller waits for a broker it
 // has not heard from: a few heartbeat intervals for live brokers to find

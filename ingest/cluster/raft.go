@@ -777,7 +777,11 @@ func (q *Raft) doCtx(ctx context.Context, req ctlRequest) (ctlResponse, error) {
 			err = decodeErr(resp.Err, resp.Kind)
 		}
 		if !errors.Is(err, ErrNotController) && !isConnErr(err) {
-			if resp.Index > 0 {
+			// A heartbeat's caller reads nothing from the state: it must
+			// not wait behind the state machine (whose watchers may
+			// fsync), or the next heartbeat, the one a new controller
+			// waits for, goes out late.
+			if resp.Index > 0 && req.Op != opHeartbeat {
 				if werr := q.waitApplied(ctx, resp.Index); werr != nil && err == nil {
 					err = werr
 				}
