@@ -192,6 +192,17 @@ func (c *Coordinator) Err() error {
 func (c *Coordinator) appendLocked(records []Record, done func(live bool, err error)) {
 	gen := c.gen
 	c.outbox = append(c.outbox, func() {
+		c.mu.Lock()
+		stale := c.gen != gen
+		c.mu.Unlock()
+		if stale {
+			// Queued before an Unload or a new load: the log must not get
+			// a record the state now running never decided.
+			c.mu.Lock()
+			done(false, kerr.NotCoordinator)
+			c.mu.Unlock()
+			return
+		}
 		c.cfg.Appender.Append(records, func(err error) {
 			c.mu.Lock()
 			done(c.gen == gen && c.state == active, err)

@@ -6,7 +6,8 @@ package wire
 // read_committed), -2 the log start offset,
 // -3 (v7+) the offset and timestamp of the record with the largest
 // timestamp, and any other value the first offset whose timestamp is at or
-// after it, found through the time index (offset -1 when there is none),
+// after it, found through the time index (offset -1 when there is none,
+// or, for read_committed, when it is at or past the last stable offset),
 // in the bucket first for tiered topics. KIP-1005: -4 (v8+) answers the
 // earliest offset on local disk, -5 (v9+) the latest offset in the bucket
 // (-1 when nothing is tiered).
@@ -78,6 +79,10 @@ func listOffset(s *Server, ctx context.Context, topic string, rp kmsg.ListOffset
 		off, ts, ok, err := p.OffsetForTimestamp(ctx, rp.Timestamp)
 		if err != nil {
 			return err
+		}
+		if ok && committed && off >= p.LastStableOffset() {
+			// As Kafka: read_committed finds only offsets it may fetch.
+			ok = false
 		}
 		if ok {
 			sp.Offset, sp.Timestamp = off, ts

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // eosWorkerEnv, when set in the environment, makes the test binary run as
@@ -125,8 +126,33 @@ func TestTxnReadCommitted(t *testing.T) {
 	if err := cl.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.ProduceSync(ctxT(t, 10*time.Second), &kgo.Record{Topic: "txn", Partition: 0, Value: []byte("open")}).FirstErr(); err != nil {
+	time.Sleep(10 * time.Millisecond) // the open record's timestamp is after every marker's
+	openRec := &kgo.Record{Topic: "txn", Partition: 0, Value: []byte("open")}
+	if err := cl.ProduceSync(ctxT(t, 10*time.Second), openRec).FirstErr(); err != nil {
 		t.Fatal(err)
+	}
+	// By timestamp: read_uncommitted finds the open record, read_committed
+	// nothing (it may not fetch there yet).
+	for _, level := range []int8{0, 1} {
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.IsolationLevel = level
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = "txn"
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition, rp.Timestamp = 0, openRec.Timestamp.UnixMilli()
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctxT(t, 10*time.Second), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want := resp.Topics[0].Partitions[0].Offset, openRec.Offset
+		if level == 1 {
+			want = -1
+		}
+		if got != want {
+			t.Fatalf("ListOffsets by timestamp, isolation %d: offset %d, want %d", level, got, want)
+		}
 	}
 	end, err := adm.ListEndOffsets(ctxT(t, 10*time.Second), "txn")
 	if err != nil {
