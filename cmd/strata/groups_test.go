@@ -47,15 +47,26 @@ func TestResetTargetValidate(t *testing.T) {
 // startGroupsBroker runs an in-process broker for the groups commands.
 func startGroupsBroker(t *testing.T) string {
 	t.Helper()
+	return startCLIBroker(t, nil)
+}
+
+// startCLIBroker runs an in-process broker on a free loopback port for the
+// commands' tests; tune adjusts its config. It stops with the test.
+func startCLIBroker(t *testing.T, tune func(*broker.Config)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b, err := broker.Open(broker.Config{
+	cfg := broker.Config{
 		NodeID: 0, Host: "127.0.0.1", Port: int32(ln.Addr().(*net.TCPAddr).Port), DataDir: t.TempDir(),
 		NumPartitions: 1, Logger: quiet, MinFreeBytes: 1 << 20,
-	})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	b, err := broker.Open(cfg)
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
@@ -75,12 +86,18 @@ func startGroupsBroker(t *testing.T) string {
 // runGroups runs `strata groups args…` and returns stdout and the error.
 func runGroups(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	return runCommand(t, groupsCmd(), args...)
+}
+
+// runCommand runs `strata <cmd> args…` and returns stdout and the error.
+func runCommand(t *testing.T, cmd *cobra.Command, args ...string) (string, error) {
+	t.Helper()
 	root := &cobra.Command{Use: "strata", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(groupsCmd())
+	root.AddCommand(cmd)
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(io.Discard)
-	root.SetArgs(append([]string{"groups"}, args...))
+	root.SetArgs(append([]string{cmd.Name()}, args...))
 	err := root.Execute()
 	return out.String(), err
 }

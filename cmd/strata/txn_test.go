@@ -1,24 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/strata-io/strata/ingest/broker"
-	"github.com/strata-io/strata/ingest/wire"
 )
 
 func TestParseTxnStates(t *testing.T) {
@@ -128,42 +122,13 @@ func TestFindAbortTarget(t *testing.T) {
 // offsets topics have one partition.
 func startTxnBroker(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b, err := broker.Open(broker.Config{
-		NodeID: 0, Host: "127.0.0.1", Port: int32(ln.Addr().(*net.TCPAddr).Port), DataDir: t.TempDir(),
-		NumPartitions: 1, Logger: quiet, MinFreeBytes: 1 << 20, TxnTopicPartitions: 1, OffsetsTopicPartitions: 1,
-	})
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	srv, err := wire.NewServer(wire.Config{Logger: quiet, Broker: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		srv.Close()
-		b.Close()
-	})
-	return ln.Addr().String()
+	return startCLIBroker(t, func(c *broker.Config) { c.TxnTopicPartitions, c.OffsetsTopicPartitions = 1, 1 })
 }
 
 // runTxn runs `strata txn args…` and returns stdout and the error.
 func runTxn(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	root := &cobra.Command{Use: "strata", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(txnCmd())
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(io.Discard)
-	root.SetArgs(append([]string{"txn"}, args...))
-	err := root.Execute()
-	return out.String(), err
+	return runCommand(t, txnCmd(), args...)
 }
 
 // txnFixture is a broker with a topic "events" of one partition, and
